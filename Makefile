@@ -1,0 +1,32 @@
+# Development entry points. `make test` bootstraps everything it needs (uv, the virtualenv).
+SHELL := /bin/bash
+
+# Python 3.12 develops against the newest Django; PYTHON=python3.11 VENV=.venv-3.11 runs the
+# Django 5.2 leg. pyenv installs are used when present because their shims may not be on PATH.
+PYENV_ROOT := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+PYTHON ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.12*/bin/python3.12) $(shell command -v python3.12) python3)
+VENV ?= .venv
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+RUN := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) run --locked --python $(PYTHON) --no-python-downloads
+
+.PHONY: test lint sync uv bench clean
+
+uv:
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+
+sync: uv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON) --no-python-downloads
+
+test: sync
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy --strict routing worker tests bench
+
+bench: sync
+	$(RUN) python bench/bench_routing.py
+
+clean:
+	rm -rf .venv .venv-3.11 .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""A concurrent, at-least-once worker for channels named on a Channels layer."""
