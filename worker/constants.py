@@ -1,0 +1,25 @@
+"""Defaults and the names of the worker's own Redis keys, in one place."""
+
+from __future__ import annotations
+
+DEFAULT_CONCURRENCY = 10
+DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
+# How long one blocking pop waits for a message; also bounds how fast a stop is noticed.
+POLL_TIMEOUT_S = 1.0
+# Messages popped per round trip when a channel has a backlog.
+MAX_BATCH = 100
+RECONNECT_BACKOFF_MIN_S = 0.1
+RECONNECT_BACKOFF_MAX_S = 5.0
+# Added to every blocking wait to get the socket read timeout, so an idle connection is never
+# mistaken for a dead one (redis-py 8 defaults to 5 s, exactly channels-redis's blocking wait).
+READ_TIMEOUT_MARGIN_S = 10.0
+
+# The worker's keys sit beside the layer's under its prefix, with a separator channels never use
+# (channel names may not contain "#"), so they can never collide with a channel or with
+# channels-redis's own "<channel>$inflight" backup key.
+KEY_SEPARATOR = "#cw#"
+
+
+def worker_key(layer_prefix: str, kind: str, name: str) -> str:
+    """A worker-owned key such as ``asgi#cw#health:<id>``."""
+    return f"{layer_prefix}{KEY_SEPARATOR}{kind}:{name}"

@@ -1,0 +1,51 @@
+"""A message taken from a channel, and the checks it must pass before a handler sees it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels_redis.core import RedisChannelLayer
+
+from worker.queue import Popped
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message on its way to a handler, with where it came from."""
+
+    channel: str
+    host_index: int
+    popped: Popped
+    message: dict[str, Any]
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def type(self) -> str:
+        return str(self.message["type"])
+
+
+class InvalidMessage(ValueError):
+    """A popped message that no handler can be given; the reason is the message text."""
+
+
+def decode(layer: RedisChannelLayer, channel: str, host_index: int, popped: Popped) -> Delivery:
+    """Decode with the layer's own serializer (prefix, format and encryption keys apply)."""
+    try:
+        message = layer.deserialize(popped.member)
+    except Exception as error:
+        raise InvalidMessage(
+            f"cannot be decoded by the layer's serializer ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(message, dict):
+        raise InvalidMessage(
+            f"is a {type(message).__name__}, not a dict; channel messages are dicts with a "
+            "'type' key"
+        )
+    if not isinstance(message.get("type"), str):
+        raise InvalidMessage(
+            f"has no str 'type' key (got {message.get('type')!r}); the type names the "
+            "consumer method that handles it, e.g. {'type': 'thumbnails.generate'}"
+        )
+    return Delivery(channel, host_index, popped, message)

@@ -1,0 +1,19 @@
+"""Worker errors: configuration problems found at start-up."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base class of the worker's own errors."""
+
+
+class ConfigurationError(WorkerError, ValueError):
+    """The worker cannot start with the given settings or options."""
+
+
+class UnsupportedLayer(ConfigurationError):
+    """The configured channel layer cannot be served by ``runworker``."""
+
+
+class ApplicationSendError(WorkerError, RuntimeError):
+    """A worker application called ``send()``, which has no client to reach."""

@@ -1,0 +1,73 @@
+"""A bounded buffer of messages taken from Redis but not yet started by a handler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from worker.delivery import Delivery
+
+
+class Prefetch:
+    """At most ``limit`` messages are held here or reserved by a poller about to pop them.
+
+    Pollers ``reserve`` slots before asking Redis, so a backlog stays in Redis, visible to other
+    workers and safe from this process crashing, instead of in memory (django/channels_redis#413).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[Delivery] = deque()
+        self._reserved = 0
+        self._closed = False
+        self._space = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        return self.limit - len(self._items) - self._reserved
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def reserve(self, most: int) -> int:
+        """Wait for free slots and reserve up to ``most`` of them; 0 once closed."""
+        while self.free <= 0 and not self._closed:
+            self._space.clear()
+            await self._space.wait()
+        if self._closed:
+            return 0
+        count = min(most, self.free)
+        self._reserved += count
+        return count
+
+    def release(self, count: int) -> None:
+        """Give back reserved slots that were not filled."""
+        self._reserved -= count
+        if count:
+            self._space.set()
+
+    def put(self, delivery: Delivery) -> None:
+        """Fill one reserved slot."""
+        self._reserved -= 1
+        self._items.append(delivery)
+        self._ready.set()
+
+    async def get(self) -> Delivery:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        delivery = self._items.popleft()
+        self._space.set()
+        return delivery
+
+    def close(self) -> None:
+        """Stop handing out reservations; waiting pollers return 0."""
+        self._closed = True
+        self._space.set()
+
+    def drain(self) -> list[Delivery]:
+        """Remove and return everything not yet started."""
+        items = list(self._items)
+        self._items.clear()
+        return items

@@ -1,0 +1,84 @@
+"""``--processes N``: run N worker processes, forward signals, restart any that die."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from worker._backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
+_FORWARDED = (signal.SIGTERM, signal.SIGINT)
+_CHILD_OPTIONS = (
+    ("layer", "--layer"),
+    ("application", "--application"),
+    ("concurrency", "--concurrency"),
+    ("prefetch", "--prefetch"),
+    ("delivery", "--delivery"),
+    ("shutdown_timeout_s", "--shutdown-timeout-s"),
+    ("log_level", "--log-level"),
+)
+
+
+def child_command(options: dict[str, Any]) -> list[str]:
+    """The ``python -m worker`` command line for one child, with the same options."""
+    command = [sys.executable, "-m", "worker"]
+    for key, flag in _CHILD_OPTIONS:
+        if options.get(key) is not None:
+            command += [flag, str(options[key])]
+    return [*command, "--", *options["channels"]]
+
+
+def supervise_processes(options: dict[str, Any]) -> int:
+    """Keep ``options["processes"]`` children running until SIGTERM/SIGINT, then stop them."""
+    count: int = options["processes"]
+    command = child_command(options)
+    # Children must import the project exactly as this process did.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    signals_seen: list[int] = []
+
+    def forward(number: int, _frame: object) -> None:
+        signals_seen.append(number)
+        # The first signal asks children to drain; a second one makes them exit at once.
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(number)
+
+    previous = {number: signal.signal(number, forward) for number in _FORWARDED}
+    backoff = Backoff(min_s=0.5, max_s=10.0)
+    try:
+        for slot in range(count):
+            children[slot] = subprocess.Popen(command, env=env)
+        logger.info("Supervisor started %d worker processes: %s", count, _pids(children))
+        while True:
+            if signals_seen and all(child.poll() is not None for child in children.values()):
+                break
+            for slot, child in list(children.items()):
+                code = child.poll()
+                if code is None or signals_seen:
+                    continue
+                logger.error(
+                    "Worker process %d exited with code %d; restarting it", child.pid, code
+                )
+                time.sleep(backoff.next_delay_s())
+                children[slot] = subprocess.Popen(command, env=env)
+            time.sleep(0.2)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    codes = [child.returncode for child in children.values()]
+    logger.info("Supervisor stopped; worker exit codes %s", codes)
+    if len(signals_seen) > 1:
+        return 3
+    return max(codes, default=0)
+
+
+def _pids(children: dict[int, subprocess.Popen[bytes]]) -> str:
+    return ", ".join(str(child.pid) for child in children.values())
