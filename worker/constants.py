@@ -13,13 +13,3 @@ RECONNECT_BACKOFF_MAX_S = 5.0
 # Added to every blocking wait to get the socket read timeout, so an idle connection is never
 # mistaken for a dead one (redis-py 8 defaults to 5 s, exactly channels-redis's blocking wait).
 READ_TIMEOUT_MARGIN_S = 10.0
-
-# The worker's keys sit beside the layer's under its prefix, with a separator channels never use
-# (channel names may not contain "#"), so they can never collide with a channel or with
-# channels-redis's own "<channel>$inflight" backup key.
-KEY_SEPARATOR = "#cw#"
-
-
-def worker_key(layer_prefix: str, kind: str, name: str) -> str:
-    """A worker-owned key such as ``asgi#cw#health:<id>``."""
-    return f"{layer_prefix}{KEY_SEPARATOR}{kind}:{name}"

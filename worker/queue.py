@@ -1,4 +1,4 @@
-"""Redis operations on one channel's sorted set, in channels-redis's own format.
+"""Redis operations on one channel on one layer host, in channels-redis's own format.
 
 channels-redis stores a general channel as a sorted set ``<prefix><channel>`` on every host,
 members being serialised messages scored by their send time. Senders trim members older than
@@ -12,64 +12,118 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from worker import scripts
+from worker.keys import ChannelKeys
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-# Put members back ahead of everything queued, re-scored inside the unexpired window so a
-# sender's trim cannot drop them, and keep the key alive: one atomic step.
-# KEYS[1] channel key; ARGV: now, expiry, then member, member, ... in delivery order.
-_RETURN_SCRIPT = """
-local now = tonumber(ARGV[1])
-local expiry = tonumber(ARGV[2])
-local count = #ARGV - 2
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local first = now
-if head[2] and tonumber(head[2]) < first then first = tonumber(head[2]) end
--- Senders trim scores <= floor(now) - expiry; stay a second clear of that edge.
-local step = 0.00001
-local base = math.max(first - count * step, math.floor(now) - expiry + 1)
-for i = 1, count do
-    redis.call('ZADD', KEYS[1], base + (i - 1) * step, ARGV[i + 2])
-end
-redis.call('EXPIRE', KEYS[1], expiry)
-return count
-"""
+# Messages moved per script call by the background maintenance, to keep each call short.
+MAINTENANCE_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
 class Popped:
-    """A raw message taken off a channel: its serialised bytes and send-time score."""
+    """A raw message taken off a channel: its serialised bytes, send-time score and attempts."""
 
     member: bytes
     score: float
+    #: Attempts recorded before this delivery (retries and redeliveries); 0 for a fresh message.
+    previous_attempts: int = 0
 
 
 class ChannelQueue:
-    """One channel's key on one layer host."""
+    """One channel's keys on one layer host."""
 
-    def __init__(self, redis: Redis, key: str, expiry_s: int) -> None:
+    def __init__(self, redis: Redis, keys: ChannelKeys, expiry_s: int) -> None:
         self.redis = redis
-        self.key = key
+        self.keys = keys
+        self.key = self.keys.queue
         self.expiry_s = expiry_s
-        self._return = redis.register_script(_RETURN_SCRIPT)
+        self._pop = redis.register_script(scripts.POP)
+        self._give_back = redis.register_script(scripts.GIVE_BACK)
+        self._requeue_expired = redis.register_script(scripts.REQUEUE_EXPIRED)
+        self._schedule_retry = redis.register_script(scripts.SCHEDULE_RETRY)
+        self._promote_due = redis.register_script(scripts.PROMOTE_DUE)
 
-    async def pop(self, count: int) -> list[Popped]:
-        """Take up to ``count`` of the oldest messages without waiting."""
-        pairs: Any = await self.redis.zpopmin(self.key, count)
-        return [Popped(member, float(score)) for member, score in pairs]
+    async def pop(self, count: int, lease_deadline: float = 0.0) -> list[Popped]:
+        """Take up to ``count`` of the oldest messages without waiting.
+
+        With a ``lease_deadline``, each message is also held in the in-flight set until then,
+        in the same atomic step.
+        """
+        keys = self.keys
+        flat: Any = await self._pop(
+            keys=[keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
+            args=[count, lease_deadline],
+        )
+        return [
+            Popped(flat[i], float(flat[i + 1]), int(flat[i + 2] or 0))
+            for i in range(0, len(flat), 3)
+        ]
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
-        """Take the oldest message, waiting up to ``timeout_s`` for one to arrive."""
+        """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease)."""
         result: Any = await self.redis.bzpopmin(self.key, timeout=timeout_s)
         if result is None:
             return None
         _, member, score = result
-        return Popped(member, float(score))
+        attempts: Any = await self.redis.hget(self.keys.attempts, member)
+        return Popped(member, float(score), int(attempts or 0))
 
     async def give_back(self, members: Sequence[bytes]) -> None:
-        """Return messages to the head of the channel, in the given order."""
+        """Return unstarted messages to the head of the channel, in order, releasing leases."""
         if members:
-            await self._return(keys=[self.key], args=[time.time(), self.expiry_s, *members])
+            await self._give_back(
+                keys=[self.key, self.keys.inflight],
+                args=[time.time(), self.expiry_s, *members],
+            )
+
+    async def extend(self, members: Sequence[bytes], lease_deadline: float) -> None:
+        """Push the leases of messages still held by this worker to ``lease_deadline``."""
+        if members:
+            await self.redis.zadd(
+                self.keys.inflight, dict.fromkeys(members, lease_deadline), xx=True
+            )
+
+    async def settle(self, members: Sequence[bytes]) -> None:
+        """Forget finished messages: their leases and any attempt records."""
+        if members:
+            keys = self.keys
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.inflight, *members)
+                pipe.hdel(keys.attempts, *members)
+                pipe.hdel(keys.first_attempt, *members)
+                await pipe.execute()
+
+    async def schedule_retry(self, member: bytes, due_at: float, first_attempt_at: float) -> None:
+        """Move a failed message to the delayed set, counting the attempt."""
+        keys = self.keys
+        await self._schedule_retry(
+            keys=[keys.inflight, keys.delayed, keys.attempts, keys.first_attempt],
+            args=[member, due_at, first_attempt_at],
+        )
+
+    async def promote_due(self) -> int:
+        """Move retries whose delay has passed back to the head of the channel."""
+        count: Any = await self._promote_due(
+            keys=[self.key, self.keys.delayed],
+            args=[time.time(), self.expiry_s, MAINTENANCE_BATCH],
+        )
+        return int(count)
+
+    async def requeue_expired(self) -> int:
+        """Put back messages whose lease ran out (their worker died), counting the attempt."""
+        keys = self.keys
+        count: Any = await self._requeue_expired(
+            keys=[keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
+            args=[time.time(), self.expiry_s, MAINTENANCE_BATCH],
+        )
+        return int(count)
+
+    async def first_attempt_at(self, member: bytes) -> float | None:
+        value: Any = await self.redis.hget(self.keys.first_attempt, member)
+        return float(value) if value is not None else None
 
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.key))

@@ -16,6 +16,7 @@ from worker.config import ChannelConfig
 from worker.constants import DEFAULT_SHUTDOWN_TIMEOUT_S, POLL_TIMEOUT_S
 from worker.errors import ConfigurationError
 from worker.instance import InstanceSlot
+from worker.keys import ChannelKeys
 from worker.layer import connect, describe_hosts, harden_layer
 from worker.listener import REDIS_DOWN, ChannelListener, supervise
 from worker.prefetch import Prefetch
@@ -124,8 +125,8 @@ class Worker:
 
     def _start_channel(self, channel: str) -> _ChannelRuntime:
         config = self.configs[channel]
-        key = self.layer.prefix + channel
-        queues = [ChannelQueue(client, key, int(self.layer.expiry)) for client in self._clients]
+        keys = ChannelKeys.for_channel(self.layer.prefix, channel)
+        queues = [ChannelQueue(client, keys, int(self.layer.expiry)) for client in self._clients]
         # A waiting poller holds one slot per host, so the bound is never below the host count.
         prefetch = Prefetch(max(config.prefetch_limit, len(queues)))
         listener = ChannelListener(

@@ -1,0 +1,53 @@
+"""Names of the worker's own Redis keys, all derived from the layer prefix and a channel.
+
+They sit beside the layer's keys under its prefix, after a separator channel names cannot contain
+(``#``), so they never collide with a channel or with channels-redis's ``<channel>$inflight``.
+Every per-channel key lives on the same host as the channel key it belongs to, so one Lua script
+can move a message between them atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEPARATOR = "#cw#"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKeys:
+    """The keys for one channel on one host."""
+
+    channel: str
+    #: channels-redis's sorted set of queued messages, scored by send time.
+    queue: str
+    #: At-least-once leases: member -> lease deadline (epoch seconds).
+    inflight: str
+    #: Retries waiting for their backoff: member -> due time.
+    delayed: str
+    #: Attempts so far for members that failed or were redelivered.
+    attempts: str
+    #: Time of the first attempt for those members.
+    first_attempt: str
+    #: Dead letters: id -> time, id -> JSON record, id -> raw member.
+    dead: str
+    dead_records: str
+    dead_members: str
+
+    @classmethod
+    def for_channel(cls, prefix: str, channel: str) -> ChannelKeys:
+        own = f"{prefix}{SEPARATOR}"
+        return cls(
+            channel=channel,
+            queue=f"{prefix}{channel}",
+            inflight=f"{own}inflight:{channel}",
+            delayed=f"{own}delayed:{channel}",
+            attempts=f"{own}attempts:{channel}",
+            first_attempt=f"{own}first:{channel}",
+            dead=f"{own}dead:{channel}",
+            dead_records=f"{own}dead-records:{channel}",
+            dead_members=f"{own}dead-members:{channel}",
+        )
+
+
+def health_key(prefix: str, worker_id: str) -> str:
+    return f"{prefix}{SEPARATOR}health:{worker_id}"
