@@ -11,8 +11,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from worker.config import DELIVERY_MODES, channel_configs
-from worker.constants import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_TIMEOUT_S
+from worker.config import DELIVERY_MODES, channel_configs, worker_setting
+from worker.constants import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_EXPIRY_WARNING_S,
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MESSAGE_TIMEOUT_S,
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
+)
 from worker.errors import ConfigurationError
 
 logger = logging.getLogger("worker")
@@ -22,6 +30,17 @@ EXIT_OK = 0
 EXIT_CRASHED = 1
 EXIT_CONFIG = 2
 EXIT_FORCED = 3
+
+# Flags that set worker-wide defaults for ChannelConfig fields of the same name.
+CHANNEL_FLAGS = (
+    "concurrency",
+    "prefetch",
+    "delivery",
+    "max_attempts",
+    "message_timeout_s",
+    "max_message_bytes",
+    "lease_s",
+)
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
@@ -45,7 +64,34 @@ def add_worker_arguments(parser: argparse.ArgumentParser, *, standalone: bool) -
         type=int,
         help="messages taken from Redis but not yet started, per channel (default: concurrency)",
     )
-    parser.add_argument("--delivery", choices=DELIVERY_MODES, help="delivery guarantee")
+    parser.add_argument(
+        "--delivery",
+        choices=DELIVERY_MODES,
+        help="at-least-once (default): redelivered if the worker dies mid-handler; "
+        "at-most-once: never twice, lost on a crash",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        help=f"attempts before a failing message is dead-lettered (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    parser.add_argument(
+        "--message-timeout-s",
+        type=float,
+        help="cancel an async handler after this long and count a failed attempt "
+        f"(default {DEFAULT_MESSAGE_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        help=f"dead-letter larger messages unhandled (default {DEFAULT_MAX_MESSAGE_BYTES})",
+    )
+    parser.add_argument(
+        "--lease-s",
+        type=float,
+        help="at-least-once lease: a dead worker's messages are redelivered after this long "
+        f"(default {DEFAULT_LEASE_S:g})",
+    )
     parser.add_argument(
         "--shutdown-timeout-s",
         type=float,
@@ -104,13 +150,17 @@ def run(options: dict[str, Any]) -> int:
     from django.conf import settings
 
     from worker._django import check_served, load_application, load_layer
+    from worker.dead_letters import DEFAULT_MAX_AGE_S, DEFAULT_MAX_COUNT, DeadLetterBounds
     from worker.worker import Worker
 
     channels: list[str] = options["channels"]
+    worker_settings = getattr(settings, "CHANNEL_WORKER", None)
     configs = channel_configs(
-        channels,
-        {key: options.get(key) for key in ("concurrency", "prefetch", "delivery")},
-        getattr(settings, "CHANNEL_WORKER", None),
+        channels, {key: options.get(key) for key in CHANNEL_FLAGS}, worker_settings
+    )
+    bounds = DeadLetterBounds(
+        max_count=int(worker_setting(worker_settings, "DEAD_LETTER_MAX_COUNT", DEFAULT_MAX_COUNT)),
+        max_age_s=worker_setting(worker_settings, "DEAD_LETTER_MAX_AGE_S", DEFAULT_MAX_AGE_S),
     )
     layer = load_layer(options["layer"])
     application = load_application(options.get("application"))
@@ -125,6 +175,10 @@ def run(options: dict[str, Any]) -> int:
         layer,
         configs=configs,
         shutdown_timeout_s=options["shutdown_timeout_s"],
+        dead_letter_bounds=bounds,
+        expiry_warning_s=worker_setting(
+            worker_settings, "EXPIRY_WARNING_S", DEFAULT_EXPIRY_WARNING_S
+        ),
     )
     code: int = asyncio.run(_serve(worker))
     return code

@@ -7,10 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.constants import DEFAULT_CONCURRENCY
+from worker.constants import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MESSAGE_TIMEOUT_S,
+    DEFAULT_RETRY_BACKOFF_MAX_S,
+    DEFAULT_RETRY_BACKOFF_MIN_S,
+)
 from worker.errors import ConfigurationError
 
-DELIVERY_MODES = ("at-most-once",)
+AT_LEAST_ONCE = "at-least-once"
+AT_MOST_ONCE = "at-most-once"
+DELIVERY_MODES = (AT_LEAST_ONCE, AT_MOST_ONCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +30,21 @@ class ChannelConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     # Messages taken from Redis but not yet started; None means "same as concurrency".
     prefetch: int | None = None
-    delivery: str = "at-most-once"
+    delivery: str = AT_LEAST_ONCE
+    # Attempts before a failing message is dead-lettered; 1 means no retries.
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # An async handler running longer is cancelled and counted as a failed attempt; None: no limit.
+    message_timeout_s: float | None = DEFAULT_MESSAGE_TIMEOUT_S
+    # Larger serialised messages are dead-lettered unhandled.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # At-least-once: how long a lease lasts without a heartbeat before others may redeliver.
+    lease_s: float = DEFAULT_LEASE_S
+    retry_backoff_min_s: float = DEFAULT_RETRY_BACKOFF_MIN_S
+    retry_backoff_max_s: float = DEFAULT_RETRY_BACKOFF_MAX_S
+
+    @property
+    def leased(self) -> bool:
+        return self.delivery == AT_LEAST_ONCE
 
     @property
     def prefetch_limit(self) -> int:
@@ -36,6 +60,20 @@ class ChannelConfig:
             raise ConfigurationError(
                 f"prefetch for channel {channel!r} is {self.prefetch!r}; expected an integer >= 1."
             )
+        for name in ("max_attempts", "max_message_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(
+                    f"{name} for channel {channel!r} is {value!r}; expected an integer >= 1."
+                )
+        for name in ("lease_s", "retry_backoff_min_s", "retry_backoff_max_s", "message_timeout_s"):
+            value = getattr(self, name)
+            if value is None and name == "message_timeout_s":
+                continue
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(
+                    f"{name} for channel {channel!r} is {value!r}; expected a number > 0."
+                )
         if self.delivery not in DELIVERY_MODES:
             raise ConfigurationError(
                 f"delivery for channel {channel!r} is {self.delivery!r}; "
@@ -45,6 +83,25 @@ class ChannelConfig:
 
 
 _FIELDS = {field.name for field in dataclasses.fields(ChannelConfig)}
+
+#: ``CHANNEL_WORKER`` keys that apply to the whole worker rather than to each channel.
+WORKER_WIDE_SETTINGS = {
+    "DEAD_LETTER_MAX_COUNT": "dead-letter store bound per channel (default 10000)",
+    "DEAD_LETTER_MAX_AGE_S": "dead letters older than this are trimmed (default 7 days)",
+    "EXPIRY_WARNING_S": "warn at start-up when the layer expiry is shorter (default 600)",
+    "HEALTH_INTERVAL_S": "how often the health record is refreshed",
+}
+
+
+def worker_setting(settings: Mapping[str, Any] | None, name: str, default: float) -> float:
+    """A worker-wide ``CHANNEL_WORKER`` number, checked."""
+    value = (settings or {}).get(name, default)
+    if not isinstance(value, int | float) or value <= 0:
+        raise ConfigurationError(
+            f"CHANNEL_WORKER[{name!r}] is {value!r}; expected a number > 0 "
+            f"({WORKER_WIDE_SETTINGS[name]})."
+        )
+    return float(value)
 
 
 def _options(source: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -68,7 +125,9 @@ def channel_configs(
     case option names, e.g. ``{"CONCURRENCY": 20}``), command-line flags, then the channel's own
     entry in ``CHANNEL_WORKER["CHANNELS"]`` (lower case, e.g. ``{"concurrency": 4}``).
     """
-    settings = dict(settings or {})
+    settings = {
+        key: value for key, value in (settings or {}).items() if key not in WORKER_WIDE_SETTINGS
+    }
     per_channel = settings.pop("CHANNELS", {}) or {}
     if not isinstance(per_channel, Mapping):
         raise ConfigurationError(

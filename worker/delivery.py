@@ -20,10 +20,25 @@ class Delivery:
     popped: Popped
     message: dict[str, Any]
     received_at: float = field(default_factory=time.monotonic)
+    #: Wall-clock time the current attempt started (0 until a handler takes it).
+    started_at_epoch: float = 0.0
 
     @property
     def type(self) -> str:
         return str(self.message["type"])
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first delivery, then one more per retry or redelivery."""
+        return self.popped.previous_attempts + 1
+
+    @property
+    def first_attempt_at(self) -> float:
+        return self.popped.first_attempt_at or self.started_at_epoch or time.time()
+
+
+#: Added to every message handed to a consumer: 1 on the first delivery, 2 on the first retry...
+ATTEMPT_KEY = "__attempt__"
 
 
 class InvalidMessage(ValueError):
@@ -48,4 +63,6 @@ def decode(layer: RedisChannelLayer, channel: str, host_index: int, popped: Popp
             f"has no str 'type' key (got {message.get('type')!r}); the type names the "
             "consumer method that handles it, e.g. {'type': 'thumbnails.generate'}"
         )
+    # The attempt number travels in the message, where unmodified consumers can read it.
+    message[ATTEMPT_KEY] = popped.previous_attempts + 1
     return Delivery(channel, host_index, popped, message)

@@ -11,12 +11,18 @@ from worker._backoff import Backoff
 from worker.errors import ApplicationSendError
 
 if TYPE_CHECKING:
-    from routing.types import ASGIApp, Message
+    from routing.types import ASGIApp, Message, Scope
+    from worker.config import ChannelConfig
     from worker.delivery import Delivery
     from worker.prefetch import Prefetch
+    from worker.settle import Settlement
     from worker.stats import Stats
 
 logger = logging.getLogger(__name__)
+
+
+class HandlerTimeout(TimeoutError):
+    """A handler ran past the channel's ``message_timeout_s`` and was cancelled."""
 
 
 class InstanceSlot:
@@ -24,26 +30,33 @@ class InstanceSlot:
 
     The instance asks ``receive()`` for its next message once it is done with the previous one,
     which is how a Channels consumer's "handler finished" is observed. A handler that raises
-    ends its instance: the failure is logged and counted, and a fresh instance takes over, so no
-    other message is affected.
+    ends its instance: the failure is logged, counted and settled (retry or dead letter), and a
+    fresh instance takes over, so no other message is affected.
     """
 
     def __init__(
         self,
         application: ASGIApp,
         channel: str,
+        config: ChannelConfig,
         prefetch: Prefetch,
+        settlement: Settlement,
         stats: Stats,
     ) -> None:
         self.application = application
         self.channel = channel
+        self.config = config
         self.prefetch = prefetch
+        self.settlement = settlement
         self.stats = stats
         self.current: Delivery | None = None
         self.started_at = 0.0
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._app_task: asyncio.Task[None] | None = None
+        self._timed_out: Delivery | None = None
         self._debug = logger.isEnabledFor(logging.DEBUG)
 
     @property
@@ -62,13 +75,9 @@ class InstanceSlot:
         backoff = Backoff()
         while not self.draining:
             handled_before = self.stats.completed + self.stats.failed
-            scope = {"type": "channel", "channel": self.channel}
-            try:
-                await self.application(scope, self._receive, self._send)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._fail(error)
+            error = await self._run_instance()
+            if error is not None:
+                await self._fail(error)
             else:
                 self._finish()
             if self.stats.completed + self.stats.failed == handled_before:
@@ -76,6 +85,29 @@ class InstanceSlot:
                 await backoff.wait()
             else:
                 backoff.reset()
+
+    async def _run_instance(self) -> BaseException | None:
+        """Run one application instance to its end; return what it raised, if anything."""
+        scope = {"type": "channel", "channel": self.channel}
+        self._app_task = asyncio.create_task(self._call(scope))
+        try:
+            await self._app_task
+        except asyncio.CancelledError:
+            timed_out = self._timed_out
+            self._timed_out = None
+            task = asyncio.current_task()
+            if timed_out is None or (task is not None and task.cancelling()):
+                raise
+            return HandlerTimeout(
+                f"handler ran longer than message_timeout_s={self.config.message_timeout_s:g} "
+                "and was cancelled"
+            )
+        except Exception as error:
+            return error
+        return None
+
+    async def _call(self, scope: Scope) -> None:
+        await self.application(scope, self._receive, self._send)
 
     async def _receive(self) -> Message:
         self._finish()
@@ -86,6 +118,11 @@ class InstanceSlot:
         self.current = delivery
         self._idle.clear()
         self.started_at = time.monotonic()
+        delivery.started_at_epoch = time.time()
+        if self.config.message_timeout_s is not None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.config.message_timeout_s, self._on_timeout, delivery
+            )
         return delivery.message
 
     async def _send(self, message: Message) -> None:
@@ -94,25 +131,37 @@ class InstanceSlot:
             "a channel scope has no client; use self.channel_layer.send() or group_send()."
         )
 
+    def _on_timeout(self, delivery: Delivery) -> None:
+        if self.current is delivery and self._app_task is not None:
+            # A sync handler's thread cannot be stopped; cancelling abandons it.
+            self._timed_out = delivery
+            self._app_task.cancel()
+
+    def _take_current(self) -> Delivery | None:
+        delivery, self.current = self.current, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._idle.set()
+        return delivery
+
     def _finish(self) -> None:
-        delivery = self.current
+        delivery = self._take_current()
         if delivery is None:
             return
-        self.current = None
-        self._idle.set()
         self.stats.completed += 1
+        self.settlement.completed(delivery)
         if self._debug:
             logger.debug(
-                "Handled %r on channel %r in %.1f ms",
+                "Handled %r on channel %r, attempt %d, in %.1f ms",
                 delivery.type,
                 self.channel,
+                delivery.attempt,
                 (time.monotonic() - self.started_at) * 1000,
             )
 
-    def _fail(self, error: Exception) -> None:
-        delivery = self.current
-        self.current = None
-        self._idle.set()
+    async def _fail(self, error: BaseException) -> None:
+        delivery = self._take_current()
         if delivery is None:
             logger.error(
                 "Application for channel %r failed before taking a message; restarting it",
@@ -121,18 +170,21 @@ class InstanceSlot:
             )
             return
         self.stats.failed += 1
+        if isinstance(error, HandlerTimeout):
+            self.stats.timed_out += 1
+        duration_ms = (time.monotonic() - self.started_at) * 1000
+        reason = f"{type(error).__name__}: {error}"
         logger.error(
-            "Handler for %r on channel %r failed after %.1f ms: %s: %s",
+            "Handler for %r on channel %r failed, attempt %d, after %.1f ms: %s",
             delivery.type,
             self.channel,
-            (time.monotonic() - self.started_at) * 1000,
-            type(error).__name__,
-            error,
+            delivery.attempt,
+            duration_ms,
+            reason,
             exc_info=error,
         )
+        await self.settlement.failed(delivery, error, reason)
 
     def cancelled(self) -> Delivery | None:
         """Forget the message being handled when the slot is cancelled, returning it."""
-        delivery, self.current = self.current, None
-        self._idle.set()
-        return delivery
+        return self._take_current()

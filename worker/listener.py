@@ -3,61 +3,75 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-
-from channels_redis.core import RedisChannelLayer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import TYPE_CHECKING
 
 from worker._backoff import Backoff
-from worker.constants import MAX_BATCH, POLL_TIMEOUT_S
+from worker.constants import IDLE_POLL_MAX_S, MAX_BATCH, POLL_TIMEOUT_S
 from worker.delivery import InvalidMessage, decode
-from worker.prefetch import Prefetch
-from worker.queue import ChannelQueue, Popped
-from worker.stats import Stats
+from worker.errors import REDIS_DOWN
+
+if TYPE_CHECKING:
+    from channels_redis.core import RedisChannelLayer
+
+    from worker.config import ChannelConfig
+    from worker.delivery import Delivery
+    from worker.prefetch import Prefetch
+    from worker.queue import ChannelQueue, Popped
+    from worker.settle import Settlement
+    from worker.stats import Stats
 
 logger = logging.getLogger(__name__)
 
-# Errors after which Redis is retried rather than the listener restarted.
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-
-InvalidHandler = Callable[[str, int, Popped, InvalidMessage], None]
+__all__ = ["REDIS_DOWN", "ChannelListener", "supervise"]
 
 
 class ChannelListener:
-    """Keeps ``prefetch`` topped up from ``queues`` (one per host) until stopped."""
+    """Keeps ``prefetch`` topped up from ``queues`` (one per host) until stopped.
+
+    At-most-once pops may block in Redis while the channel is empty. At-least-once pops write
+    the lease in the same atomic step as the pop, which a blocking pop cannot do, so an empty
+    channel is polled instead, from 1 ms up to ``IDLE_POLL_MAX_S`` between tries.
+    """
 
     def __init__(
         self,
         channel: str,
+        config: ChannelConfig,
         layer: RedisChannelLayer,
         queues: Sequence[ChannelQueue],
         prefetch: Prefetch,
+        settlement: Settlement,
         stats: Stats,
-        on_invalid: InvalidHandler,
         poll_timeout_s: float = POLL_TIMEOUT_S,
     ) -> None:
         self.channel = channel
+        self.config = config
         self.layer = layer
         self.queues = queues
         self.prefetch = prefetch
+        self.settlement = settlement
         self.stats = stats
-        self.on_invalid = on_invalid
         self.poll_timeout_s = poll_timeout_s
         self.stopping = False
+        self._stopped = asyncio.Event()
 
     def stop(self) -> None:
         self.stopping = True
+        self._stopped.set()
         self.prefetch.close()
 
     async def poll(self, host_index: int) -> None:
         """Pop from one host until stopped; Redis errors are retried with backoff."""
         queue = self.queues[host_index]
         backoff = Backoff()
+        idle_s = 0.0
         while not self.stopping:
             try:
-                await self._poll_once(host_index, queue)
+                found = await self._poll_once(host_index, queue)
             except REDIS_DOWN as error:
                 self.stats.redis_errors += 1
                 if backoff.failures == 0:
@@ -68,20 +82,31 @@ class ChannelListener:
                         type(error).__name__,
                         error,
                     )
-                await backoff.wait()
+                await self._sleep(backoff.next_delay_s())
                 continue
             if backoff.failures:
                 logger.info("Redis host %d is back for channel %r", host_index, self.channel)
                 backoff.reset()
+            if found or not self.config.leased:
+                idle_s = 0.0
+                continue
+            idle_s = min(IDLE_POLL_MAX_S, max(0.001, idle_s * 2))
+            await self._sleep(idle_s)
 
-    async def _poll_once(self, host_index: int, queue: ChannelQueue) -> None:
+    async def _sleep(self, delay_s: float) -> None:
+        """Sleep, but wake at once when the listener is stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), delay_s)
+
+    async def _poll_once(self, host_index: int, queue: ChannelQueue) -> int:
         reserved = await self.prefetch.reserve(MAX_BATCH)
         if reserved == 0:
-            return
+            return 0
         popped: list[Popped] = []
         try:
-            popped = await queue.pop(reserved)
-            if not popped and not self.stopping:
+            lease_deadline = time.time() + self.config.lease_s if self.config.leased else 0.0
+            popped = await queue.pop(reserved, lease_deadline)
+            if not popped and not self.stopping and not self.config.leased:
                 # Wait for the next message holding a single slot, so other hosts' pollers
                 # can still fill the rest.
                 self.prefetch.release(reserved - 1)
@@ -90,19 +115,42 @@ class ChannelListener:
                 popped = [one] if one is not None else []
         finally:
             self.prefetch.release(reserved - len(popped))
-            for item in popped:
-                self._accept(host_index, item)
+        for item in popped:
+            await self._accept(host_index, item)
+        return len(popped)
 
-    def _accept(self, host_index: int, popped: Popped) -> None:
+    async def _accept(self, host_index: int, popped: Popped) -> None:
         self.stats.received += 1
         try:
-            delivery = decode(self.layer, self.channel, host_index, popped)
+            delivery = self._check(host_index, popped)
         except InvalidMessage as invalid:
             self.prefetch.release(1)
             self.stats.invalid += 1
-            self.on_invalid(self.channel, host_index, popped, invalid)
+            await self.settlement.dead_letter(host_index, popped, f"message {invalid}")
             return
+        if popped.previous_attempts >= self.config.max_attempts:
+            # Redelivered after its workers died, as often as it may be tried.
+            self.prefetch.release(1)
+            await self.settlement.dead_letter(
+                host_index,
+                popped,
+                f"exhausted {popped.previous_attempts} attempt(s); its worker stopped "
+                "while handling it each time",
+                message=delivery.message,
+                first_attempt_at=popped.first_attempt_at,
+            )
+            return
+        self.settlement.hold(delivery)
         self.prefetch.put(delivery)
+
+    def _check(self, host_index: int, popped: Popped) -> Delivery:
+        size = len(popped.member)
+        if size > self.config.max_message_bytes:
+            raise InvalidMessage(
+                f"is {size} bytes, over the {self.config.max_message_bytes}-byte limit "
+                "(max_message_bytes / --max-message-bytes)"
+            )
+        return decode(self.layer, self.channel, host_index, popped)
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], stats: Stats) -> None:

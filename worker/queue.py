@@ -30,6 +30,8 @@ class Popped:
     score: float
     #: Attempts recorded before this delivery (retries and redeliveries); 0 for a fresh message.
     previous_attempts: int = 0
+    #: When the first of those attempts started, if there were any.
+    first_attempt_at: float | None = None
 
 
 class ChannelQueue:
@@ -58,8 +60,8 @@ class ChannelQueue:
             args=[count, lease_deadline],
         )
         return [
-            Popped(flat[i], float(flat[i + 1]), int(flat[i + 2] or 0))
-            for i in range(0, len(flat), 3)
+            Popped(flat[i], float(flat[i + 1]), int(flat[i + 2] or 0), _float(flat[i + 3]))
+            for i in range(0, len(flat), 4)
         ]
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
@@ -69,7 +71,8 @@ class ChannelQueue:
             return None
         _, member, score = result
         attempts: Any = await self.redis.hget(self.keys.attempts, member)
-        return Popped(member, float(score), int(attempts or 0))
+        first: Any = await self.redis.hget(self.keys.first_attempt, member) if attempts else None
+        return Popped(member, float(score), int(attempts or 0), _float(first))
 
     async def give_back(self, members: Sequence[bytes]) -> None:
         """Return unstarted messages to the head of the channel, in order, releasing leases."""
@@ -121,9 +124,10 @@ class ChannelQueue:
         )
         return int(count)
 
-    async def first_attempt_at(self, member: bytes) -> float | None:
-        value: Any = await self.redis.hget(self.keys.first_attempt, member)
-        return float(value) if value is not None else None
-
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.key))
+
+
+def _float(value: Any) -> float | None:
+    """A float from a Redis reply, None for a missing or empty one."""
+    return float(value) if value else None

@@ -27,7 +27,7 @@ end
 """
 
 # KEYS: queue, inflight, attempts, first_attempt. ARGV: count, lease deadline (0: no lease).
-# Returns member, score, attempts so far ('' when none), ... for up to `count` members.
+# Returns member, score, attempts so far, first attempt time ('' when none), ... per member.
 POP = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 local deadline = tonumber(ARGV[2])
@@ -38,6 +38,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = member
     out[#out + 1] = popped[i + 1]
     out[#out + 1] = redis.call('HGET', KEYS[3], member) or ''
+    out[#out + 1] = redis.call('HGET', KEYS[4], member) or ''
 end
 return out
 """

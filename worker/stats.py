@@ -12,6 +12,11 @@ class Stats:
     received: int = 0
     completed: int = 0
     failed: int = 0
+    retried: int = 0
+    dead: int = 0
+    dead_trimmed: int = 0
+    redelivered: int = 0
+    timed_out: int = 0
     invalid: int = 0
     returned: int = 0
     cancelled: int = 0
@@ -25,5 +30,6 @@ class Stats:
         return " ".join(
             f"{name}={value}"
             for name, value in self.as_dict().items()
-            if name in ("received", "completed", "failed", "invalid", "returned", "cancelled")
+            if name in ("received", "completed", "failed", "retried", "dead", "invalid", "returned")
+            or name == "cancelled"
         )

@@ -21,6 +21,10 @@ _CHILD_OPTIONS = (
     ("concurrency", "--concurrency"),
     ("prefetch", "--prefetch"),
     ("delivery", "--delivery"),
+    ("max_attempts", "--max-attempts"),
+    ("message_timeout_s", "--message-timeout-s"),
+    ("max_message_bytes", "--max-message-bytes"),
+    ("lease_s", "--lease-s"),
     ("shutdown_timeout_s", "--shutdown-timeout-s"),
     ("log_level", "--log-level"),
 )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,22 +16,28 @@ from typing import TYPE_CHECKING
 from channels_redis.core import RedisChannelLayer
 
 from worker.config import ChannelConfig
-from worker.constants import DEFAULT_SHUTDOWN_TIMEOUT_S, POLL_TIMEOUT_S
-from worker.errors import ConfigurationError
+from worker.constants import (
+    DEFAULT_EXPIRY_WARNING_S,
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
+    POLL_TIMEOUT_S,
+)
+from worker.dead_letters import DeadLetterBounds, DeadLetters
+from worker.errors import REDIS_DOWN, ConfigurationError
 from worker.instance import InstanceSlot
 from worker.keys import ChannelKeys
 from worker.layer import connect, describe_hosts, harden_layer
-from worker.listener import REDIS_DOWN, ChannelListener, supervise
+from worker.listener import ChannelListener, supervise
+from worker.maintenance import maintain
 from worker.prefetch import Prefetch
 from worker.queue import ChannelQueue
+from worker.settle import Settlement
 from worker.stats import Stats
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from routing.types import ASGIApp
-    from worker.delivery import Delivery, InvalidMessage
-    from worker.queue import Popped
+    from worker.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +48,11 @@ class _ChannelRuntime:
     config: ChannelConfig
     prefetch: Prefetch
     listener: ChannelListener
+    settlement: Settlement
     slots: list[InstanceSlot]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pollers: list[asyncio.Task[None]] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class Worker:
@@ -50,10 +61,19 @@ class Worker:
     Each message becomes the next ``receive()`` of an application instance created with the
     scope ``{"type": "channel", "channel": name}``; ``concurrency`` instances run per channel.
 
-    Delivery is at-most-once: a message is removed from Redis when the worker takes it, so a
-    worker killed mid-handler loses that message and the (bounded) prefetched ones. A handler
-    that raises is logged and counted, and its message is not retried. On a graceful stop,
-    messages taken but not started go back to the head of their channel.
+    Delivery guarantees (per channel, ``ChannelConfig.delivery``):
+
+    - ``at-least-once`` (default): a message stays in Redis under a lease held by this worker
+      until its handler finished, i.e. until the instance asks ``receive()`` for the next one.
+      If the worker dies, another live worker redelivers it once the lease expires, so a message
+      may be handled twice but is never lost to a crash.
+    - ``at-most-once``: a message leaves Redis when the worker takes it, like channels-redis's
+      own ``receive()``; a worker killed mid-handler loses it and the (bounded) prefetched ones.
+
+    In both modes a handler that raises or times out is retried with backoff up to
+    ``max_attempts`` (``message["__attempt__"]`` is the attempt number), then dead-lettered with
+    its reason; undecodable, oversized or type-less messages are dead-lettered at once; and on a
+    graceful stop, messages taken but not started go back to the head of their channel.
 
     ::
 
@@ -73,6 +93,8 @@ class Worker:
         shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S,
         stop_event: asyncio.Event | None = None,
         poll_timeout_s: float = POLL_TIMEOUT_S,
+        dead_letter_bounds: DeadLetterBounds | None = None,
+        expiry_warning_s: float = DEFAULT_EXPIRY_WARNING_S,
     ) -> None:
         self.application = application
         self.channels = list(dict.fromkeys(channels))
@@ -90,6 +112,9 @@ class Worker:
         self.stop_event = stop_event or asyncio.Event()
         self.poll_timeout_s = poll_timeout_s
         self.stats = Stats()
+        self.dead_letter_bounds = dead_letter_bounds or DeadLetterBounds()
+        self.expiry_warning_s = expiry_warning_s
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._clients: list[Redis] = []
         self._runtimes: dict[str, _ChannelRuntime] = {}
 
@@ -101,6 +126,8 @@ class Worker:
         """Consume until the stop event is set, then shut down in phases."""
         harden_layer(self.layer)
         self._clients = connect(self.layer, self.poll_timeout_s)
+        self._dead_letters = DeadLetters(self.layer, self._clients, self.dead_letter_bounds)
+        self._warn_about_expiry()
         try:
             for channel in self.channels:
                 self._runtimes[channel] = self._start_channel(channel)
@@ -109,19 +136,28 @@ class Worker:
             await self._shutdown()
         finally:
             for runtime in self._runtimes.values():
-                for task in runtime.tasks + runtime.pollers:
+                for task in runtime.tasks + runtime.pollers + runtime.background:
                     task.cancel()
             await asyncio.gather(*(client.aclose() for client in self._clients))
 
     def startup_line(self) -> str:
         channels = ", ".join(
-            f"{channel} (concurrency {config.concurrency}, prefetch {config.prefetch_limit})"
+            f"{channel} (concurrency {config.concurrency}, prefetch {config.prefetch_limit}, "
+            f"{config.delivery}, max_attempts {config.max_attempts})"
             for channel, config in self.configs.items()
         )
-        return (
-            f"Worker consuming {channels} on {describe_hosts(self.layer)}; "
-            f"delivery {'/'.join(sorted({c.delivery for c in self.configs.values()}))}"
-        )
+        return f"Worker {self.worker_id} consuming {channels} on {describe_hosts(self.layer)}"
+
+    def _warn_about_expiry(self) -> None:
+        expiry_s = float(self.layer.expiry)
+        if expiry_s < self.expiry_warning_s:
+            logger.warning(
+                "The channel layer drops queued messages after expiry=%g s, so a backlog on %s "
+                "older than that disappears while workers are down or busy; set the layer's "
+                "'expiry' (and 'capacity') higher for task channels, e.g. 'expiry': 3600",
+                expiry_s,
+                ", ".join(map(repr, self.channels)),
+            )
 
     def _start_channel(self, channel: str) -> _ChannelRuntime:
         config = self.configs[channel]
@@ -129,20 +165,18 @@ class Worker:
         queues = [ChannelQueue(client, keys, int(self.layer.expiry)) for client in self._clients]
         # A waiting poller holds one slot per host, so the bound is never below the host count.
         prefetch = Prefetch(max(config.prefetch_limit, len(queues)))
-        listener = ChannelListener(
-            channel,
-            self.layer,
-            queues,
-            prefetch,
-            self.stats,
-            self._on_invalid,
-            self.poll_timeout_s,
+        settlement = Settlement(
+            channel, config, queues, self._dead_letters, self.stats, self.worker_id
         )
+        listener = ChannelListener(
+            channel, config, self.layer, queues, prefetch, settlement, self.stats,
+            self.poll_timeout_s,
+        )  # fmt: skip
         slots = [
-            InstanceSlot(self.application, channel, prefetch, self.stats)
+            InstanceSlot(self.application, channel, config, prefetch, settlement, self.stats)
             for _ in range(config.concurrency)
         ]
-        runtime = _ChannelRuntime(channel, config, prefetch, listener, slots)
+        runtime = _ChannelRuntime(channel, config, prefetch, listener, settlement, slots)
         runtime.tasks = [
             asyncio.create_task(slot.run(), name=f"instance {channel} #{number}")
             for number, slot in enumerate(slots)
@@ -158,18 +192,18 @@ class Worker:
             )
             for index in range(len(queues))
         ]
+        runtime.background = [
+            asyncio.create_task(settlement.flush_acks_forever(), name=f"acks {channel}"),
+            asyncio.create_task(
+                supervise(
+                    f"Maintenance of channel {channel!r}",
+                    functools.partial(maintain, channel, config, queues, settlement, self.stats),
+                    self.stats,
+                ),
+                name=f"maintenance {channel}",
+            ),
+        ]
         return runtime
-
-    def _on_invalid(
-        self, channel: str, host_index: int, popped: Popped, invalid: InvalidMessage
-    ) -> None:
-        logger.error(
-            "Discarded a message on channel %r (host %d) that %s: %r",
-            channel,
-            host_index,
-            invalid,
-            popped.member[:200],
-        )
 
     async def _shutdown(self) -> None:
         logger.info("Stopping: no new messages; draining in-flight handlers")
@@ -197,37 +231,63 @@ class Worker:
         for task in instances:
             task.cancel()
         await asyncio.gather(*instances, return_exceptions=True)
-        for slot in slots:
-            if slot.cancelled() is not None:
-                self.stats.cancelled += 1
-        await self._return_prefetched(runtimes)
+        await self._return_unfinished(runtimes)
+        for runtime in runtimes:
+            await runtime.settlement.flush_acks()
+            for task in runtime.background:
+                task.cancel()
+            await asyncio.gather(*runtime.background, return_exceptions=True)
         logger.info("Worker stopped: %s", self.stats.summary())
 
-    async def _return_prefetched(self, runtimes: list[_ChannelRuntime]) -> None:
+    async def _return_unfinished(self, runtimes: list[_ChannelRuntime]) -> None:
+        """Put back what was taken but not finished, so a graceful stop loses nothing.
+
+        Cancelled handlers count as ``cancelled``; under at-least-once their messages go back
+        with the unstarted ones, under at-most-once they are dropped, as that mode promises.
+        """
         for runtime in runtimes:
-            by_host: dict[int, list[Delivery]] = defaultdict(list)
-            for delivery in runtime.prefetch.drain():
-                by_host[delivery.host_index].append(delivery)
-            for index, deliveries in by_host.items():
-                queue = runtime.listener.queues[index]
-                try:
-                    await queue.give_back([d.popped.member for d in deliveries])
-                except REDIS_DOWN as error:
-                    logger.error(
-                        "Could not return %d message(s) to channel %r on host %d: %s; "
-                        "they are lost",
-                        len(deliveries),
-                        runtime.channel,
-                        index,
-                        error,
-                    )
+            unfinished: list[Delivery] = []
+            for slot in runtime.slots:
+                delivery = slot.cancelled()
+                if delivery is None:
                     continue
-                self.stats.returned += len(deliveries)
-                logger.info(
-                    "Returned %d unstarted message(s) to channel %r",
-                    len(deliveries),
-                    runtime.channel,
-                )
+                self.stats.cancelled += 1
+                if runtime.config.leased:
+                    unfinished.append(delivery)
+                else:
+                    logger.warning(
+                        "Cancelled %r on channel %r at shutdown; at-most-once: not returned",
+                        delivery.type,
+                        runtime.channel,
+                    )
+            unfinished += runtime.prefetch.drain()
+            by_host: dict[int, list[Delivery]] = defaultdict(list)
+            for delivery in unfinished:
+                by_host[delivery.host_index].append(delivery)
+                runtime.settlement.release(delivery)
+            for index, deliveries in by_host.items():
+                await self._give_back(runtime, index, deliveries)
+
+    async def _give_back(
+        self, runtime: _ChannelRuntime, index: int, deliveries: list[Delivery]
+    ) -> None:
+        try:
+            await runtime.listener.queues[index].give_back([d.popped.member for d in deliveries])
+        except REDIS_DOWN as error:
+            fate = "their leases will expire and they will be redelivered"
+            if not runtime.config.leased:
+                fate = "they are lost"
+            logger.error(
+                "Could not return %d message(s) to channel %r on host %d: %s; %s",
+                len(deliveries),
+                runtime.channel,
+                index,
+                error,
+                fate,
+            )
+            return
+        self.stats.returned += len(deliveries)
+        logger.info("Returned %d message(s) to channel %r", len(deliveries), runtime.channel)
 
 
 async def _wait_or_cancel(tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
