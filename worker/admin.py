@@ -1,5 +1,5 @@
-"""``channel-worker``: administration (dead letters, queue status), apart from ``runworker``
-so that no subcommand can clash with a channel name."""
+"""``channel-worker``: status and dead letters, apart from ``runworker`` so that no subcommand
+can clash with a channel name."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pythonpath", action="append", default=[], help="add to sys.path")
     parser.add_argument("--layer", default="default", help="CHANNEL_LAYERS alias")
     commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", help="queues, in-flight work and workers per channel")
+    status.add_argument("channels", nargs="*", metavar="CHANNEL", help="default: all served")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.add_argument("--watch", action="store_true", help="refresh in place")
+    status.add_argument("--interval-s", type=float, default=2.0, help="--watch refresh interval")
     dead = commands.add_parser("dead", help="dead letters of a channel").add_subparsers(
         dest="action", required=True
     )
@@ -53,8 +58,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"channel-worker: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    code: int = asyncio.run(_dead(layer, options))
+    command = _status if options.command == "status" else _dead
+    try:
+        code: int = asyncio.run(command(layer, options))
+    except KeyboardInterrupt:
+        code = EXIT_OK
     return code
+
+
+async def _status(layer: Any, options: argparse.Namespace) -> int:
+    from worker.layer import connect
+    from worker.status import gather, table
+
+    clients = connect(layer, 0.0)
+    try:
+        if options.json:
+            rows = await gather(layer, clients, options.channels)
+            print(json.dumps([row.as_dict() for row in rows], indent=2))
+            return EXIT_OK
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console()
+        if not options.watch:
+            console.print(table(await gather(layer, clients, options.channels)))
+            return EXIT_OK
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(table(await gather(layer, clients, options.channels)), refresh=True)
+                await asyncio.sleep(options.interval_s)
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def _dead(layer: Any, options: argparse.Namespace) -> int:

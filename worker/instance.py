@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from worker._backoff import Backoff
 from worker.errors import ApplicationSendError
+from worker.logs import message_fields
 
 if TYPE_CHECKING:
     from routing.types import ASGIApp, Message, Scope
@@ -151,13 +152,16 @@ class InstanceSlot:
             return
         self.stats.completed += 1
         self.settlement.completed(delivery)
+        duration_s = time.monotonic() - self.started_at
+        self.settlement.metrics.completed(self.channel, delivery.type, duration_s)
         if self._debug:
             logger.debug(
                 "Handled %r on channel %r, attempt %d, in %.1f ms",
                 delivery.type,
                 self.channel,
                 delivery.attempt,
-                (time.monotonic() - self.started_at) * 1000,
+                duration_s * 1000,
+                extra=message_fields(self.channel, delivery.type, delivery.attempt, duration_s),
             )
 
     async def _fail(self, error: BaseException) -> None:
@@ -172,18 +176,20 @@ class InstanceSlot:
         self.stats.failed += 1
         if isinstance(error, HandlerTimeout):
             self.stats.timed_out += 1
-        duration_ms = (time.monotonic() - self.started_at) * 1000
+        duration_s = time.monotonic() - self.started_at
+        self.settlement.metrics.failed(self.channel, delivery.type, duration_s)
         reason = f"{type(error).__name__}: {error}"
         logger.error(
             "Handler for %r on channel %r failed, attempt %d, after %.1f ms: %s",
             delivery.type,
             self.channel,
             delivery.attempt,
-            duration_ms,
+            duration_s * 1000,
             reason,
             exc_info=error,
+            extra=message_fields(self.channel, delivery.type, delivery.attempt, duration_s),
         )
-        await self.settlement.failed(delivery, error, reason)
+        await self.settlement.failed(delivery, error, reason, duration_s)
 
     def cancelled(self) -> Delivery | None:
         """Forget the message being handled when the slot is cancelled, returning it."""

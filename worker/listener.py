@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The ``type`` label of messages that have none (undecodable, not a dict, no "type").
+INVALID_TYPE = "(invalid)"
+
 __all__ = ["REDIS_DOWN", "ChannelListener", "supervise"]
 
 
@@ -58,6 +61,8 @@ class ChannelListener:
         self.poll_timeout_s = poll_timeout_s
         self.stopping = False
         self._stopped = asyncio.Event()
+        #: Hosts whose poller raised unexpectedly and has not completed a poll since, with why.
+        self.crashed: dict[int, str] = {}
 
     def stop(self) -> None:
         self.stopping = True
@@ -66,6 +71,13 @@ class ChannelListener:
 
     async def poll(self, host_index: int) -> None:
         """Pop from one host until stopped; Redis errors are retried with backoff."""
+        try:
+            await self._poll(host_index)
+        except Exception as error:
+            self.crashed[host_index] = f"{type(error).__name__}: {error}"
+            raise
+
+    async def _poll(self, host_index: int) -> None:
         queue = self.queues[host_index]
         backoff = Backoff()
         idle_s = 0.0
@@ -84,8 +96,10 @@ class ChannelListener:
                     )
                 await self._sleep(backoff.next_delay_s())
                 continue
+            self.crashed.pop(host_index, None)
             if backoff.failures:
                 logger.info("Redis host %d is back for channel %r", host_index, self.channel)
+                self.settlement.metrics.reconnected()
                 backoff.reset()
             if found or not self.config.leased:
                 idle_s = 0.0
@@ -124,10 +138,12 @@ class ChannelListener:
         try:
             delivery = self._check(host_index, popped)
         except InvalidMessage as invalid:
+            self.settlement.metrics.received(self.channel, INVALID_TYPE)
             self.prefetch.release(1)
             self.stats.invalid += 1
             await self.settlement.dead_letter(host_index, popped, f"message {invalid}")
             return
+        self.settlement.metrics.received(self.channel, delivery.type)
         if popped.previous_attempts >= self.config.max_attempts:
             # Redelivered after its workers died, as often as it may be tried.
             self.prefetch.release(1)

@@ -52,6 +52,7 @@ async def maintain(
                 continue
             if redelivered:
                 stats.redelivered += redelivered
+                settlement.metrics.redelivered(channel, redelivered)
                 logger.warning(
                     "Redelivering %d message(s) on channel %r whose worker stopped holding them",
                     redelivered,

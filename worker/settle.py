@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from worker.dead_letters import DeadLetter, message_id
 from worker.errors import REDIS_DOWN
+from worker.logs import message_fields
+from worker.metrics import NullMetrics
 
 if TYPE_CHECKING:
     from worker.config import ChannelConfig
@@ -45,6 +47,7 @@ class Settlement:
         dead_letters: DeadLetters,
         stats: Stats,
         worker_id: str,
+        metrics: NullMetrics | None = None,
     ) -> None:
         self.channel = channel
         self.config = config
@@ -52,6 +55,9 @@ class Settlement:
         self.dead_letters = dead_letters
         self.stats = stats
         self.worker_id = worker_id
+        self.metrics = metrics or NullMetrics()
+        #: Handlers finished on this channel, for throughput figures.
+        self.completed_count = 0
         #: Members this worker holds (prefetched or running), per host, for lease heartbeats.
         self.held: dict[int, set[bytes]] = defaultdict(set)
         self._acks: dict[int, list[bytes]] = defaultdict(list)
@@ -67,6 +73,7 @@ class Settlement:
     def completed(self, delivery: Delivery) -> None:
         """The handler finished: drop the lease and attempt records (batched)."""
         self.release(delivery)
+        self.completed_count += 1
         if self.config.leased or delivery.attempt > 1:
             self._acks[delivery.host_index].append(delivery.popped.member)
             self._ack_ready.set()
@@ -94,21 +101,26 @@ class Settlement:
                     error,
                 )
 
-    async def failed(self, delivery: Delivery, error: BaseException, reason: str) -> None:
+    async def failed(
+        self, delivery: Delivery, error: BaseException, reason: str, duration_s: float = 0.0
+    ) -> None:
         """The handler raised or timed out: retry with backoff, or dead-letter."""
         self.release(delivery)
         attempt = delivery.attempt
         if attempt < self.config.max_attempts:
             delay_s = retry_delay_s(self.config, attempt)
             self.stats.retried += 1
+            self.metrics.retried(self.channel, delivery.type)
             logger.warning(
-                "Retrying %r on channel %r in %.1f s (attempt %d of %d failed: %s)",
+                "Retrying %r on channel %r in %.1f s (attempt %d of %d failed after %.1f ms: %s)",
                 delivery.type,
                 self.channel,
                 delay_s,
                 attempt,
                 self.config.max_attempts,
+                duration_s * 1000,
                 reason,
+                extra=message_fields(self.channel, delivery.type, attempt, duration_s),
             )
             try:
                 await self.queues[delivery.host_index].schedule_retry(
@@ -166,12 +178,17 @@ class Settlement:
             )
             return
         self.stats.dead += 1
+        self.metrics.dead_lettered(self.channel, str(letter.message_type or "(invalid)"))
         logger.error(
-            "Dead-lettered %r on channel %r (id %s): %s",
+            "Dead-lettered %r on channel %r after %d attempt(s) (id %s): %s",
             letter.message_type,
             self.channel,
+            letter.attempts,
             letter.id,
             reason,
+            extra=message_fields(
+                self.channel, str(letter.message_type or "(invalid)"), letter.attempts
+            ),
         )
         if trimmed:
             self.stats.dead_trimmed += trimmed

@@ -27,6 +27,8 @@ _CHILD_OPTIONS = (
     ("lease_s", "--lease-s"),
     ("shutdown_timeout_s", "--shutdown-timeout-s"),
     ("log_level", "--log-level"),
+    ("log_format", "--log-format"),
+    ("health_interval_s", "--health-interval-s"),
 )
 
 
@@ -43,6 +45,8 @@ def supervise_processes(options: dict[str, Any]) -> int:
     """Keep ``options["processes"]`` children running until SIGTERM/SIGINT, then stop them."""
     count: int = options["processes"]
     command = child_command(options)
+    if options.get("metrics_port"):
+        _serve_combined_metrics(options["metrics_port"], options["metrics_host"])
     # Children must import the project exactly as this process did.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     children: dict[int, subprocess.Popen[bytes]] = {}
@@ -55,11 +59,16 @@ def supervise_processes(options: dict[str, Any]) -> int:
             if child.poll() is None:
                 child.send_signal(number)
 
+    def start() -> subprocess.Popen[bytes]:
+        # A process group of its own: a terminal's Ctrl-C, sent to the whole foreground group,
+        # reaches only this process, which forwards it once (twice would force an exit).
+        return subprocess.Popen(command, env=env, process_group=0)
+
     previous = {number: signal.signal(number, forward) for number in _FORWARDED}
     backoff = Backoff(min_s=0.5, max_s=10.0)
     try:
         for slot in range(count):
-            children[slot] = subprocess.Popen(command, env=env)
+            children[slot] = start()
         logger.info("Supervisor started %d worker processes: %s", count, _pids(children))
         while True:
             if signals_seen and all(child.poll() is not None for child in children.values()):
@@ -71,8 +80,12 @@ def supervise_processes(options: dict[str, Any]) -> int:
                 logger.error(
                     "Worker process %d exited with code %d; restarting it", child.pid, code
                 )
+                _forget_metrics_of(child.pid)
                 time.sleep(backoff.next_delay_s())
-                children[slot] = subprocess.Popen(command, env=env)
+                if signals_seen:
+                    # Stopped during the backoff: a child started now would never be told.
+                    continue
+                children[slot] = start()
             time.sleep(0.2)
     finally:
         for number, handler in previous.items():
@@ -86,3 +99,21 @@ def supervise_processes(options: dict[str, Any]) -> int:
 
 def _pids(children: dict[int, subprocess.Popen[bytes]]) -> str:
     return ", ".join(str(child.pid) for child in children.values())
+
+
+def _serve_combined_metrics(port: int, host: str) -> None:
+    """Serve one endpoint summing every child's metrics (prometheus-client multiprocess mode)."""
+    import tempfile
+
+    from worker.metrics import serve
+
+    # Must be set before prometheus-client is first imported here and in the children.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="channel-worker-metrics-")
+    serve(port, host)
+
+
+def _forget_metrics_of(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -23,17 +23,21 @@ from worker.constants import (
 )
 from worker.dead_letters import DeadLetterBounds, DeadLetters
 from worker.errors import REDIS_DOWN, ConfigurationError
+from worker.health import DEFAULT_HEALTH_INTERVAL_S, HealthReporter
 from worker.instance import InstanceSlot
 from worker.keys import ChannelKeys
 from worker.layer import connect, describe_hosts, harden_layer
 from worker.listener import ChannelListener, supervise
 from worker.maintenance import maintain
+from worker.metrics import NullMetrics
 from worker.prefetch import Prefetch
 from worker.queue import ChannelQueue
 from worker.settle import Settlement
 from worker.stats import Stats
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from redis.asyncio import Redis
 
     from routing.types import ASGIApp
@@ -95,6 +99,9 @@ class Worker:
         poll_timeout_s: float = POLL_TIMEOUT_S,
         dead_letter_bounds: DeadLetterBounds | None = None,
         expiry_warning_s: float = DEFAULT_EXPIRY_WARNING_S,
+        metrics: NullMetrics | None = None,
+        health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S,
+        health_directory: Path | None = None,
     ) -> None:
         self.application = application
         self.channels = list(dict.fromkeys(channels))
@@ -115,6 +122,9 @@ class Worker:
         self.dead_letter_bounds = dead_letter_bounds or DeadLetterBounds()
         self.expiry_warning_s = expiry_warning_s
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.metrics = metrics or NullMetrics()
+        self.health_interval_s = health_interval_s
+        self.health_directory = health_directory
         self._clients: list[Redis] = []
         self._runtimes: dict[str, _ChannelRuntime] = {}
 
@@ -128,17 +138,64 @@ class Worker:
         self._clients = connect(self.layer, self.poll_timeout_s)
         self._dead_letters = DeadLetters(self.layer, self._clients, self.dead_letter_bounds)
         self._warn_about_expiry()
+        health = self._health_reporter()
+        health_task: asyncio.Task[None] | None = None
         try:
             for channel in self.channels:
                 self._runtimes[channel] = self._start_channel(channel)
             logger.info("%s", self.startup_line())
+            health_task = asyncio.create_task(
+                supervise("Health reporter", health.run, self.stats), name="health"
+            )
             await self.stop_event.wait()
             await self._shutdown()
         finally:
+            if health_task is not None:
+                health_task.cancel()
             for runtime in self._runtimes.values():
                 for task in runtime.tasks + runtime.pollers + runtime.background:
                     task.cancel()
+            await health.remove()
             await asyncio.gather(*(client.aclose() for client in self._clients))
+
+    def _health_reporter(self) -> HealthReporter:
+        return HealthReporter(
+            worker_id=self.worker_id,
+            channels=self.channels,
+            prefix=self.layer.prefix,
+            clients=self._clients,
+            stats=self.stats,
+            problem=self.listener_problem,
+            in_flight=self.in_flight,
+            completed=lambda: {
+                channel: runtime.settlement.completed_count
+                for channel, runtime in self._runtimes.items()
+            },
+            metrics=self.metrics,
+            interval_s=self.health_interval_s,
+            directory=self.health_directory,
+        )
+
+    def listener_problem(self) -> str | None:
+        """Why some channel is not being consumed, or None when every listener is alive.
+
+        A listener retrying an unreachable Redis is alive: it resumes by itself.
+        """
+        for channel, runtime in self._runtimes.items():
+            for index, task in enumerate(runtime.pollers):
+                if task.done() and not runtime.listener.stopping:
+                    return f"listener for channel {channel!r} on host {index} has stopped"
+                crash = runtime.listener.crashed.get(index)
+                if crash is not None:
+                    return f"listener for channel {channel!r} on host {index} failed: {crash}"
+        return None
+
+    def in_flight(self) -> dict[str, int]:
+        """Messages being handled now, per channel."""
+        return {
+            channel: sum(slot.busy for slot in runtime.slots)
+            for channel, runtime in self._runtimes.items()
+        }
 
     def startup_line(self) -> str:
         channels = ", ".join(
@@ -166,7 +223,7 @@ class Worker:
         # A waiting poller holds one slot per host, so the bound is never below the host count.
         prefetch = Prefetch(max(config.prefetch_limit, len(queues)))
         settlement = Settlement(
-            channel, config, queues, self._dead_letters, self.stats, self.worker_id
+            channel, config, queues, self._dead_letters, self.stats, self.worker_id, self.metrics
         )
         listener = ChannelListener(
             channel, config, self.layer, queues, prefetch, settlement, self.stats,

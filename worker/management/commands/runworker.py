@@ -8,24 +8,31 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from worker.cli import add_worker_arguments, configure_logging, run
 from worker.errors import ConfigurationError
+from worker.logs import configure_logging
+from worker.options import add_worker_arguments
+from worker.runner import run
 
 
 class Command(BaseCommand):
     help = "Consume named channels from a channels-redis layer and run their consumers."
-    # The worker's own checks run at start-up; the whole project's need not delay it.
+    # The worker checks what it needs at start-up; the whole project's checks need not delay it.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_worker_arguments(parser, standalone=False)
-        parser.add_argument(
-            "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["check"]:
+            from worker.health import check
+
+            healthy, line = check(options["channels"])
+            self.stdout.write(line)
+            if not healthy:
+                raise SystemExit(1)
+            return
         if not logging.getLogger().handlers:
-            configure_logging(options["log_level"])
+            configure_logging(options["log_level"], options["log_format"])
         try:
             code = run(options)
         except ConfigurationError as error:

@@ -1,0 +1,156 @@
+"""Prometheus metrics (prometheus-client), enabled with ``--metrics-port``.
+
+With ``--processes N`` the supervisor serves the metrics of all its children, collected through
+prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set before they start).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "channel_worker"
+# Handler durations from sub-millisecond no-ops to ten-minute jobs.
+DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600)
+
+
+class NullMetrics:
+    """Records nothing: the default, so the hot path costs a no-op call when metrics are off."""
+
+    def received(self, channel: str, message_type: str) -> None:
+        pass
+
+    def completed(self, channel: str, message_type: str, duration_s: float) -> None:
+        pass
+
+    def failed(self, channel: str, message_type: str, duration_s: float) -> None:
+        pass
+
+    def retried(self, channel: str, message_type: str) -> None:
+        pass
+
+    def dead_lettered(self, channel: str, message_type: str) -> None:
+        pass
+
+    def redelivered(self, channel: str, count: int) -> None:
+        pass
+
+    def reconnected(self) -> None:
+        pass
+
+    def sample(self, channel: str, in_flight: int, queued: int, oldest_age_s: float) -> None:
+        pass
+
+
+class Metrics(NullMetrics):
+    """The worker's metrics on a prometheus-client registry (the default one unless given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        registry = registry or REGISTRY
+        labels = ("channel", "type")
+
+        def counter(name: str, text: str, names: tuple[str, ...] = labels) -> Counter:
+            return Counter(name, text, names, namespace=NAMESPACE, registry=registry)
+
+        self._received = counter("messages_received", "Messages taken from a channel.")
+        self._completed = counter("messages_completed", "Messages whose handler finished.")
+        self._failed = counter("messages_failed", "Handler attempts that raised or timed out.")
+        self._retried = counter("messages_retried", "Failed messages scheduled for a retry.")
+        self._dead = counter("messages_dead_lettered", "Messages moved to dead letters.")
+        self._redelivered = counter(
+            "messages_redelivered",
+            "Messages put back after the worker holding them stopped.",
+            ("channel",),
+        )
+        self._reconnects = counter(
+            "redis_reconnects", "Times a lost Redis connection came back.", ()
+        )
+        self._duration = Histogram(
+            "handler_duration_seconds",
+            "Time from a handler taking a message to it finishing or failing.",
+            labels,
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=DURATION_BUCKETS_S,
+        )
+        self._in_flight = Gauge(
+            "messages_in_flight",
+            "Messages being handled now.",
+            ("channel",),
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._queued = Gauge(
+            "queue_messages",
+            "Messages waiting in the channel, over all layer hosts.",
+            ("channel",),
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self._oldest = Gauge(
+            "queue_oldest_message_age_seconds",
+            "Age of the oldest waiting message in the channel.",
+            ("channel",),
+            namespace=NAMESPACE,
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def received(self, channel: str, message_type: str) -> None:
+        self._received.labels(channel, message_type).inc()
+
+    def completed(self, channel: str, message_type: str, duration_s: float) -> None:
+        self._completed.labels(channel, message_type).inc()
+        self._duration.labels(channel, message_type).observe(duration_s)
+
+    def failed(self, channel: str, message_type: str, duration_s: float) -> None:
+        self._failed.labels(channel, message_type).inc()
+        self._duration.labels(channel, message_type).observe(duration_s)
+
+    def retried(self, channel: str, message_type: str) -> None:
+        self._retried.labels(channel, message_type).inc()
+
+    def dead_lettered(self, channel: str, message_type: str) -> None:
+        self._dead.labels(channel, message_type).inc()
+
+    def redelivered(self, channel: str, count: int) -> None:
+        self._redelivered.labels(channel).inc(count)
+
+    def reconnected(self) -> None:
+        self._reconnects.inc()
+
+    def sample(self, channel: str, in_flight: int, queued: int, oldest_age_s: float) -> None:
+        self._in_flight.labels(channel).set(in_flight)
+        self._queued.labels(channel).set(queued)
+        self._oldest.labels(channel).set(oldest_age_s)
+
+
+def serve(port: int, host: str) -> None:
+    """Serve ``/metrics`` over http from a background thread.
+
+    In multiprocess mode the registry collects every process's files, so one endpoint shows
+    the sum of all workers.
+    """
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry: CollectorRegistry | None = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if registry is None:
+        start_http_server(port, addr=host)
+    else:
+        start_http_server(port, addr=host, registry=registry)
+    logger.info("Serving Prometheus metrics on http://%s:%d/metrics", host, port)

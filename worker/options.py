@@ -1,0 +1,128 @@
+"""Command-line options shared by ``runworker`` and ``python manage.py runworker``."""
+
+from __future__ import annotations
+
+import argparse
+
+from worker.config import DELIVERY_MODES
+from worker.constants import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MESSAGE_TIMEOUT_S,
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
+)
+from worker.health import DEFAULT_HEALTH_INTERVAL_S
+
+# Flags that set worker-wide defaults for ChannelConfig fields of the same name.
+CHANNEL_FLAGS = (
+    "concurrency",
+    "prefetch",
+    "delivery",
+    "max_attempts",
+    "message_timeout_s",
+    "max_message_bytes",
+    "lease_s",
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser, *, standalone: bool) -> None:
+    """Add every worker option to ``parser``; ``standalone`` adds the Django bootstrap ones."""
+    parser.add_argument("channels", nargs="*", metavar="CHANNEL", help="channel names to consume")
+    _add_channel_options(parser)
+    _add_process_options(parser)
+    _add_operations_options(parser)
+    if standalone:
+        parser.add_argument("--settings", help="Django settings module (DJANGO_SETTINGS_MODULE)")
+        parser.add_argument(
+            "--pythonpath", action="append", default=[], help="directory to add to sys.path"
+        )
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+
+
+def _add_channel_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("per-channel defaults (CHANNEL_WORKER overrides per channel)")
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        help=f"application instances per channel (default {DEFAULT_CONCURRENCY}; 1 keeps order)",
+    )
+    group.add_argument(
+        "--prefetch",
+        type=int,
+        help="messages taken from Redis but not yet started, per channel (default: concurrency)",
+    )
+    group.add_argument(
+        "--delivery",
+        choices=DELIVERY_MODES,
+        help="at-least-once (default): redelivered if the worker dies mid-handler; "
+        "at-most-once: never twice, lost on a crash",
+    )
+    group.add_argument(
+        "--max-attempts",
+        type=int,
+        help=f"attempts before a failing message is dead-lettered (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    group.add_argument(
+        "--message-timeout-s",
+        type=float,
+        help="cancel an async handler after this long and count a failed attempt "
+        f"(default {DEFAULT_MESSAGE_TIMEOUT_S:g})",
+    )
+    group.add_argument(
+        "--max-message-bytes",
+        type=int,
+        help=f"dead-letter larger messages unhandled (default {DEFAULT_MAX_MESSAGE_BYTES})",
+    )
+    group.add_argument(
+        "--lease-s",
+        type=float,
+        help="at-least-once: a dead worker's messages are redelivered after this long "
+        f"(default {DEFAULT_LEASE_S:g})",
+    )
+
+
+def _add_process_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layer", default="default", help="CHANNEL_LAYERS alias")
+    parser.add_argument(
+        "--application", help="dotted path of the root ASGI application (default: ASGI_APPLICATION)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout-s",
+        type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT_S,
+        help="how long in-flight handlers may finish after SIGTERM (default %(default)s)",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes under one supervisor"
+    )
+    parser.add_argument(
+        "--reload", action="store_true", help="restart when project code changes (development)"
+    )
+
+
+def _add_operations_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="health probe: exit 0 if this host's worker is alive and serves CHANNELs, else 1",
+    )
+    parser.add_argument(
+        "--health-interval-s",
+        type=float,
+        default=DEFAULT_HEALTH_INTERVAL_S,
+        help="how often the health record is refreshed (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)"
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address for --metrics-port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format"
+    )

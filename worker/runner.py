@@ -1,0 +1,143 @@
+"""Build the worker from Django settings and options, then run it under signal handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from worker.config import channel_configs, worker_setting
+from worker.constants import DEFAULT_EXPIRY_WARNING_S
+from worker.errors import ConfigurationError
+from worker.options import CHANNEL_FLAGS
+
+if TYPE_CHECKING:
+    from worker.worker import Worker
+
+logger = logging.getLogger("worker")
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_CRASHED = 1
+EXIT_CONFIG = 2
+EXIT_FORCED = 3
+
+
+def run(options: dict[str, Any]) -> int:
+    """Run the worker (or the supervisor, or the reloader) with Django already set up."""
+    if not options["channels"]:
+        raise ConfigurationError(
+            "No channels to consume: runworker CHANNEL [CHANNEL ...], e.g. "
+            "runworker thumbnails-generate thumbnails-delete."
+        )
+    if options.get("reload"):
+        return _run_reloading()
+    if options.get("processes", 1) > 1:
+        from worker.supervisor import supervise_processes
+
+        # Fail on configuration here, once, rather than in every child.
+        build_worker({**options, "metrics_port": None})
+        return supervise_processes(options)
+    worker = build_worker(options)
+    if options.get("metrics_port"):
+        from worker.metrics import serve
+
+        serve(options["metrics_port"], options["metrics_host"])
+    code: int = asyncio.run(_serve(worker))
+    return code
+
+
+def build_worker(options: dict[str, Any]) -> Worker:
+    """A ``Worker`` from the settings and options; configuration errors surface here."""
+    from django.conf import settings
+
+    from worker._django import check_served, load_application, load_layer
+    from worker.dead_letters import DEFAULT_MAX_AGE_S, DEFAULT_MAX_COUNT, DeadLetterBounds
+    from worker.metrics import Metrics, NullMetrics
+    from worker.worker import Worker
+
+    channels: list[str] = options["channels"]
+    worker_settings = getattr(settings, "CHANNEL_WORKER", None)
+    configs = channel_configs(
+        channels, {key: options.get(key) for key in CHANNEL_FLAGS}, worker_settings
+    )
+    bounds = DeadLetterBounds(
+        max_count=int(worker_setting(worker_settings, "DEAD_LETTER_MAX_COUNT", DEFAULT_MAX_COUNT)),
+        max_age_s=worker_setting(worker_settings, "DEAD_LETTER_MAX_AGE_S", DEFAULT_MAX_AGE_S),
+    )
+    layer = load_layer(options["layer"])
+    application = load_application(options.get("application"))
+    check_served(application, channels)
+    metered = options.get("metrics_port") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Worker(
+        application,
+        channels,
+        layer,
+        configs=configs,
+        shutdown_timeout_s=options["shutdown_timeout_s"],
+        dead_letter_bounds=bounds,
+        expiry_warning_s=worker_setting(
+            worker_settings, "EXPIRY_WARNING_S", DEFAULT_EXPIRY_WARNING_S
+        ),
+        metrics=Metrics() if metered else NullMetrics(),
+        health_interval_s=options["health_interval_s"],
+    )
+
+
+async def _serve(worker: Worker) -> int:
+    loop = asyncio.get_running_loop()
+    signals_seen: list[str] = []
+
+    def on_signal(number: signal.Signals) -> None:
+        signals_seen.append(number.name)
+        if len(signals_seen) == 1:
+            logger.info(
+                "Received %s: finishing in-flight messages (send it again to exit at once)",
+                number.name,
+            )
+            worker.stop()
+            return
+        logger.warning("Received %s again: exiting at once", number.name)
+        logging.shutdown()
+        os._exit(EXIT_FORCED)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        await worker.run()
+    finally:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+    return EXIT_OK
+
+
+def _run_reloading() -> int:
+    """Run this same command without ``--reload`` and restart it when Python files change."""
+    from watchfiles import PythonFilter, run_process
+
+    command = _this_command_without_reload()
+    logger.info("Reloading on changes to Python files under %s", os.getcwd())
+    # The child sees SIGINT on each change: the worker drains and exits, then starts again.
+    run_process(
+        os.getcwd(),
+        target=shlex.join(command),
+        target_type="command",
+        watch_filter=PythonFilter(),
+        callback=lambda changes: logger.info(
+            "Restarting the worker: %d file(s) changed", len(changes)
+        ),
+    )
+    return EXIT_OK
+
+
+def _this_command_without_reload() -> list[str]:
+    arguments = [argument for argument in sys.argv[1:] if argument != "--reload"]
+    program = sys.argv[0]
+    if program.endswith("__main__.py"):
+        # `python -m worker`: running the file directly would shadow the package.
+        return [sys.executable, "-m", "worker", *arguments]
+    return [sys.executable, program, *arguments]
