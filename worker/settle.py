@@ -109,6 +109,13 @@ class Settlement:
         attempt = delivery.attempt
         if attempt < self.config.max_attempts:
             delay_s = retry_delay_s(self.config, attempt)
+            try:
+                await self.queues[delivery.host_index].schedule_retry(
+                    delivery.popped.member, time.time() + delay_s, delivery.first_attempt_at
+                )
+            except REDIS_DOWN as redis_error:
+                self._lost(delivery, redis_error)
+                return
             self.stats.retried += 1
             self.metrics.retried(self.channel, delivery.type)
             logger.warning(
@@ -122,12 +129,6 @@ class Settlement:
                 reason,
                 extra=message_fields(self.channel, delivery.type, attempt, duration_s),
             )
-            try:
-                await self.queues[delivery.host_index].schedule_retry(
-                    delivery.popped.member, time.time() + delay_s, delivery.first_attempt_at
-                )
-            except REDIS_DOWN as redis_error:
-                self._lost(delivery, redis_error)
             return
         await self.dead_letter(
             delivery.host_index,

@@ -94,7 +94,8 @@ def supervise_processes(options: dict[str, Any]) -> int:
     logger.info("Supervisor stopped; worker exit codes %s", codes)
     if len(signals_seen) > 1:
         return 3
-    return max(codes, default=0)
+    # A child killed by a signal (negative code) did not stop cleanly either.
+    return max((code if code >= 0 else 1 for code in codes), default=0)
 
 
 def _pids(children: dict[int, subprocess.Popen[bytes]]) -> str:
