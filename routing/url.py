@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ class _Route:
     # Our router behind middleware: asked first whether it matches, so a miss falls through.
     wrapped: URLRouter | None = None
     description: str = field(default="")
+    # The literal when the segment index cannot vouch for all of it (it ends inside a segment),
+    # else "": the index offers a route only to paths that start with its complete segments.
+    unindexed_literal: str = ""
+    # A leaf route without default kwargs: its match is the result as it is.
+    plain: bool = False
 
 
 _Routes = tuple[_Route, ...]
@@ -55,47 +61,62 @@ class _SegmentIndex:
     A route whose fixed prefix spans the segments ``a/b/`` is filed under the prefix ``a/b/``.
     The candidates for a path are the routes filed under its longest known segment prefix or any
     shorter one, plus those without a fixed first segment, in table order: the first route that
-    matches still wins, as in Channels. A walk down a tree of dicts, one per segment, finds that
-    longest prefix in time independent of the number of routes.
+    matches still wins, as in Channels. One regular expression finds that longest prefix.
     """
 
-    __slots__ = ("_root",)
+    __slots__ = ("by_prefix", "match")
 
     def __init__(self, table: _Routes) -> None:
         keyed = [(route, _fixed_segments(route.literal)) for route in table]
-        prefixes = {key[:depth] for _, key in keyed for depth in range(len(key) + 1)}
-        nodes = {
-            prefix: _Node(tuple(route for route, key in keyed if prefix[: len(key)] == key))
+        # The empty prefix is there even without routes, so that every lookup finds a key.
+        prefixes = {()} | {key[:depth] for _, key in keyed for depth in range(len(key) + 1)}
+        self.by_prefix = {
+            "".join(f"{segment}/" for segment in prefix): tuple(
+                route for route, key in keyed if prefix[: len(key)] == key
+            )
             for prefix in prefixes
         }
-        for prefix, node in nodes.items():
-            if prefix:
-                nodes[prefix[:-1]].children[prefix[-1]] = node
-        self._root = nodes[()]
+        self.match = re.compile(_prefix_expression(prefixes, ())).match
 
     def lookup(self, path: str) -> _Routes:
-        node = self._root
-        start = 0
-        while node.children:
-            end = path.find("/", start)
-            if end < 0:
-                break
-            child = node.children.get(path[start:end])
-            if child is None:
-                break
-            node = child
-            start = end + 1
-        return node.routes
+        # Every part of the expression is optional, so it always matches.
+        return self.by_prefix[self.match(path).group()]  # type: ignore[union-attr]
 
 
-class _Node:
-    """The routes filed under one segment prefix, and the longer prefixes below it."""
+def _prefix_expression(prefixes: set[tuple[str, ...]], node: tuple[str, ...]) -> str:
+    """An expression matching the longest path of known segments below ``node``.
 
-    __slots__ = ("children", "routes")
+    Segments end at ``/``, so at most one alternative can match at each level.
+    """
+    depth = len(node)
+    below = {
+        f"{prefix[-1]}/": _prefix_expression(prefixes, prefix)
+        for prefix in prefixes
+        if len(prefix) == depth + 1 and prefix[:depth] == node
+    }
+    return f"(?:{_alternation(below)})?" if below else ""
 
-    def __init__(self, routes: _Routes) -> None:
-        self.routes = routes
-        self.children: dict[str, _Node] = {}
+
+def _alternation(branches: dict[str, str]) -> str:
+    """``text1 tail1|text2 tail2|...`` with texts sharing a first character merged.
+
+    The regular expression engine tries alternatives one by one; merging them into a tree of
+    characters keeps a lookup from walking every segment name of a wide table. No text is a
+    prefix of another, since each ends with the only ``/`` it contains.
+    """
+    by_first: dict[str, dict[str, str]] = {}
+    for text, tail in branches.items():
+        by_first.setdefault(text[0], {})[text[1:]] = tail
+    alternatives = []
+    for first, rests in sorted(by_first.items()):
+        if len(rests) == 1:
+            [(rest, tail)] = rests.items()
+            alternatives.append(re.escape(first + rest) + tail)
+            continue
+        shared = os.path.commonprefix(list(rests))  # noqa: RUF071 (characters, not paths)
+        below = {rest[len(shared) :]: tail for rest, tail in rests.items()}
+        alternatives.append(f"{re.escape(first + shared)}(?:{_alternation(below)})")
+    return "|".join(alternatives)
 
 
 def _fixed_segments(literal: str) -> tuple[str, ...]:
@@ -151,8 +172,27 @@ def _route_matcher(pattern: RoutePattern) -> _Matcher:
         if (function := _to_python(converter)) is not None
     )
 
+    # Django's route expressions start with "^", so search() is match().
+    find = regex.match
+
+    if is_endpoint:
+        # The expression ends with \Z: nothing remains.
+        def match_endpoint(path: str) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+            found = find(path)
+            if found is None:
+                return None
+            kwargs = found.groupdict()
+            try:
+                for key, to_python in conversions:
+                    kwargs[key] = to_python(kwargs[key])
+            except ValueError:
+                return None
+            return "", (), kwargs
+
+        return match_endpoint
+
     def match(path: str) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
-        found = regex.search(path)
+        found = find(path)
         if found is None:
             return None
         kwargs = found.groupdict()
@@ -220,15 +260,21 @@ def _build_route(index: int, route: object) -> _Route:
     matcher = (
         _route_matcher(pattern) if isinstance(pattern, RoutePattern) else _regex_matcher(pattern)
     )
+    default_kwargs = dict(route.default_args)
+    literal = _literal_prefix(pattern) or ""
+    nested = direct if isinstance(direct, URLRouter) else None
+    wrapped = router if isinstance(router, URLRouter) and direct is None else None
     return _Route(
         pattern=pattern,
         match=matcher,
         application=application,
-        default_kwargs=dict(route.default_args),
-        literal=_literal_prefix(pattern) or "",
-        nested=direct if isinstance(direct, URLRouter) else None,
-        wrapped=router if isinstance(router, URLRouter) and direct is None else None,
+        default_kwargs=default_kwargs,
+        literal=literal,
+        nested=nested,
+        wrapped=wrapped,
         description=str(pattern),
+        unindexed_literal="" if literal.endswith("/") or not literal else literal,
+        plain=not default_kwargs and nested is None and wrapped is None,
     )
 
 
@@ -262,13 +308,17 @@ class URLRouter:
     def resolve(self, path: str) -> _Match | None:
         """The application and captures for ``path`` (already stripped of ``root_path``)."""
         path = path.lstrip("/")
-        for route in self._index.lookup(path):
-            if not path.startswith(route.literal):
+        index = self._index
+        # _SegmentIndex.lookup, inlined: this runs on every connection.
+        for route in index.by_prefix[index.match(path).group()]:  # type: ignore[union-attr]
+            if route.unindexed_literal and not path.startswith(route.unindexed_literal):
                 continue
             matched = route.match(path)
             if matched is None:
                 continue
             remaining, args, kwargs = matched
+            if route.plain:
+                return route.application, remaining, args, kwargs
             if route.default_kwargs:
                 kwargs.update(route.default_kwargs)
             if route.nested is not None:
@@ -276,7 +326,9 @@ class URLRouter:
                 if inner is None:
                     continue
                 application, remaining, inner_args, inner_kwargs = inner
-                return application, remaining, args + inner_args, {**kwargs, **inner_kwargs}
+                # kwargs is this call's own dict: the matcher made it.
+                kwargs.update(inner_kwargs)
+                return application, remaining, args + inner_args, kwargs
             if route.wrapped is not None and route.wrapped.resolve(remaining) is None:
                 continue
             return route.application, remaining, args, kwargs
