@@ -150,9 +150,12 @@ class HealthReporter:
             logger.error("Worker unhealthy: %s", problem)
             return
         try:
-            await self._write_redis(record)
+            # Bounded, so a Redis that accepts connections but does not answer cannot stall
+            # the local record: --check would call a worker waiting for Redis hung. The
+            # TimeoutError this raises is an OSError, one of REDIS_DOWN.
+            await asyncio.wait_for(self._write_redis(record), self.interval_s)
         except REDIS_DOWN as error:
-            logger.debug("Health record not written to Redis: %s", error)
+            logger.debug("Health record not written to Redis: %r", error)
 
     def _write_local(self, record: HealthRecord) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

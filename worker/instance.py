@@ -12,6 +12,8 @@ from worker.errors import ApplicationSendError
 from worker.logs import message_fields
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from routing.types import ASGIApp, Message, Scope
     from worker.config import ChannelConfig
     from worker.delivery import Delivery
@@ -51,6 +53,8 @@ class InstanceSlot:
         self.settlement = settlement
         self.stats = stats
         self.current: Delivery | None = None
+        #: Messages this slot finished or failed, to tell a broken application from a busy one.
+        self.handled = 0
         self.started_at = 0.0
         self.draining = False
         self._idle = asyncio.Event()
@@ -75,13 +79,13 @@ class InstanceSlot:
     async def run(self) -> None:
         backoff = Backoff()
         while not self.draining:
-            handled_before = self.stats.completed + self.stats.failed
+            handled_before = self.handled
             error = await self._run_instance()
             if error is not None:
                 await self._fail(error)
             else:
                 self._finish()
-            if self.stats.completed + self.stats.failed == handled_before:
+            if self.handled == handled_before:
                 # The instance ended without handling anything; don't spin on a broken app.
                 await backoff.wait()
             else:
@@ -110,8 +114,15 @@ class InstanceSlot:
     async def _call(self, scope: Scope) -> None:
         await self.application(scope, self._receive, self._send)
 
-    async def _receive(self) -> Message:
+    def _receive(self) -> Awaitable[Message]:
+        # The handler is done once receive() is called, before the call is awaited: Channels'
+        # consumer loop calls it, wraps it in a task, then may cancel that task unstarted when
+        # the consumer's own channel-layer receive failed meanwhile (a Redis blip), and the
+        # instance dies. The finished message must not be charged with that failure and retried.
         self._finish()
+        return self._next_message()
+
+    async def _next_message(self) -> Message:
         if self.draining:
             # During shutdown nothing new starts; the slot is cancelled once all are idle.
             await asyncio.get_running_loop().create_future()
@@ -150,6 +161,7 @@ class InstanceSlot:
         delivery = self._take_current()
         if delivery is None:
             return
+        self.handled += 1
         self.stats.completed += 1
         self.settlement.completed(delivery)
         duration_s = time.monotonic() - self.started_at
@@ -173,6 +185,7 @@ class InstanceSlot:
                 exc_info=error,
             )
             return
+        self.handled += 1
         self.stats.failed += 1
         if isinstance(error, HandlerTimeout):
             self.stats.timed_out += 1

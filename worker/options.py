@@ -112,8 +112,8 @@ def _add_operations_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--health-interval-s",
         type=float,
-        default=DEFAULT_HEALTH_INTERVAL_S,
-        help="how often the health record is refreshed (default %(default)s)",
+        help="how often the health record is refreshed "
+        f"(default: CHANNEL_WORKER['HEALTH_INTERVAL_S'] or {DEFAULT_HEALTH_INTERVAL_S:g})",
     )
     parser.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)"

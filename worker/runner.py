@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from worker.config import channel_configs, worker_setting
 from worker.constants import DEFAULT_EXPIRY_WARNING_S
 from worker.errors import ConfigurationError
+from worker.health import DEFAULT_HEALTH_INTERVAL_S
 from worker.options import CHANNEL_FLAGS
 
 if TYPE_CHECKING:
@@ -26,9 +27,16 @@ EXIT_CRASHED = 1
 EXIT_CONFIG = 2
 EXIT_FORCED = 3
 
+# Set by --reload for the worker process it runs.
+_RELOADED_ENV = "CHANNEL_WORKER_RELOADED"
+
 
 def run(options: dict[str, Any]) -> int:
     """Run the worker (or the supervisor, or the reloader) with Django already set up."""
+    if os.environ.pop(_RELOADED_ENV, None):
+        # A process group of its own, as under the supervisor: a terminal's Ctrl-C reaches
+        # only the reloader, which stops this worker once (a second SIGINT would force it).
+        os.setpgid(0, 0)
     if not options["channels"]:
         raise ConfigurationError(
             "No channels to consume: runworker CHANNEL [CHANNEL ...], e.g. "
@@ -58,6 +66,7 @@ def build_worker(options: dict[str, Any]) -> Worker:
     from worker._django import check_served, load_application, load_layer
     from worker.dead_letters import DEFAULT_MAX_AGE_S, DEFAULT_MAX_COUNT, DeadLetterBounds
     from worker.metrics import Metrics, NullMetrics
+    from worker.tasks_routing import with_task_channels
     from worker.worker import Worker
 
     channels: list[str] = options["channels"]
@@ -72,6 +81,10 @@ def build_worker(options: dict[str, Any]) -> Worker:
     layer = load_layer(options["layer"])
     application = load_application(options.get("application"))
     check_served(application, channels)
+    # Task channels go to the built-in task consumer, which must know when a failure is final.
+    application = with_task_channels(
+        application, {channel: config.max_attempts for channel, config in configs.items()}
+    )
     metered = options.get("metrics_port") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return Worker(
         application,
@@ -84,7 +97,8 @@ def build_worker(options: dict[str, Any]) -> Worker:
             worker_settings, "EXPIRY_WARNING_S", DEFAULT_EXPIRY_WARNING_S
         ),
         metrics=Metrics() if metered else NullMetrics(),
-        health_interval_s=options["health_interval_s"],
+        health_interval_s=options.get("health_interval_s")
+        or worker_setting(worker_settings, "HEALTH_INTERVAL_S", DEFAULT_HEALTH_INTERVAL_S),
     )
 
 
@@ -121,6 +135,9 @@ def _run_reloading() -> int:
 
     command = _this_command_without_reload()
     logger.info("Reloading on changes to Python files under %s", os.getcwd())
+    os.environ[_RELOADED_ENV] = "1"
+    # The worker is out of the terminal's process group, so a hangup must stop it from here.
+    signal.signal(signal.SIGHUP, _interrupt)
     # The child sees SIGINT on each change: the worker drains and exits, then starts again.
     run_process(
         os.getcwd(),
@@ -132,6 +149,10 @@ def _run_reloading() -> int:
         ),
     )
     return EXIT_OK
+
+
+def _interrupt(number: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _this_command_without_reload() -> list[str]:

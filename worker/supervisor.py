@@ -66,6 +66,8 @@ def supervise_processes(options: dict[str, Any]) -> int:
 
     previous = {number: signal.signal(number, forward) for number in _FORWARDED}
     backoff = Backoff(min_s=0.5, max_s=10.0)
+    # Children that died on their own were logged when they did; the exit code is about the stop.
+    died_before_stop: set[int] = set()
     try:
         for slot in range(count):
             children[slot] = start()
@@ -81,6 +83,7 @@ def supervise_processes(options: dict[str, Any]) -> int:
                     "Worker process %d exited with code %d; restarting it", child.pid, code
                 )
                 _forget_metrics_of(child.pid)
+                died_before_stop.add(child.pid)
                 time.sleep(backoff.next_delay_s())
                 if signals_seen:
                     # Stopped during the backoff: a child started now would never be told.
@@ -90,12 +93,15 @@ def supervise_processes(options: dict[str, Any]) -> int:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    codes = [child.returncode for child in children.values()]
-    logger.info("Supervisor stopped; worker exit codes %s", codes)
+    logger.info(
+        "Supervisor stopped; worker exit codes %s",
+        [child.returncode for child in children.values()],
+    )
     if len(signals_seen) > 1:
         return 3
-    # A child killed by a signal (negative code) did not stop cleanly either.
-    return max((code if code >= 0 else 1 for code in codes), default=0)
+    stopped = [child.returncode for child in children.values() if child.pid not in died_before_stop]
+    # A child killed by a signal (negative code) while stopping did not stop cleanly either.
+    return max((code if code >= 0 else 1 for code in stopped), default=0)
 
 
 def _pids(children: dict[int, subprocess.Popen[bytes]]) -> str:

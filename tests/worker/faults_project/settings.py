@@ -1,0 +1,30 @@
+"""Settings of the fault tests' project: one channels-redis layer on ``REDIS_URL``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+SECRET_KEY = "fault-tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+DATABASES: dict[str, Any] = {}
+INSTALLED_APPS = ["worker", "channels"]
+ASGI_APPLICATION = "tests.worker.faults_project.asgi.application"
+
+# The consumers record what they handle on the layer's own Redis.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # Queued test messages never expire, and the worker does not warn about expiry.
+        "CONFIG": {"hosts": [REDIS_URL], "expiry": 3600},
+    }
+}
+
+CHANNEL_WORKER = {
+    # Retries come back within a maintenance tick, so poison messages die in a second or two.
+    "RETRY_BACKOFF_MIN_S": 0.05,
+    "RETRY_BACKOFF_MAX_S": 0.2,
+}

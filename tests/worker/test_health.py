@@ -1,0 +1,412 @@
+"""Health records and ``runworker --check``: in-process with the ``Worker``, then as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from channels_redis.core import RedisChannelLayer
+
+from routing.types import ASGIApp, Receive, Scope, Send
+from tests.redis_server import RedisServer
+from tests.worker._inprocess import Probe, channel_app, make_worker, running, wait_until
+from tests.worker._ops import Ops, stop, wait_for
+from tests.worker.ops_project.consumers import OPS_CHANNEL
+from tests.worker.process_helpers import WorkerProcess
+from worker.config import ChannelConfig
+from worker.health import HealthRecord, check
+from worker.keys import health_key
+from worker.queue import ChannelQueue
+from worker.worker import Worker
+
+# Stale after three intervals: short enough to see hangs quickly, long enough for a busy CI host.
+INTERVAL_S = 0.5
+EXPIRY_S = 3600
+# Fast retries, so a failing message is dead-lettered within the test.
+RETRYING = ChannelConfig(max_attempts=2, retry_backoff_min_s=0.01, retry_backoff_max_s=0.02)
+
+
+def failing_on_demand(probe: Probe) -> ASGIApp:
+    """Handles ``job.run`` through ``probe``; ``job.fail`` raises."""
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "job.fail":
+                raise RuntimeError(f"job {message.get('n')} fails on demand")
+            await probe.handle(scope, message)
+
+    return application
+
+
+@pytest.fixture
+async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
+    layer = RedisChannelLayer(hosts=[redis_url], expiry=EXPIRY_S)
+    yield layer
+    await layer.close_pools()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    with redis_server.client() as connection:
+        yield connection
+
+
+def health_worker(
+    probe: Probe,
+    layer: RedisChannelLayer,
+    directory: Path,
+    channels: tuple[str, ...] = ("jobs",),
+    config: ChannelConfig = RETRYING,
+) -> Worker:
+    application = failing_on_demand(probe)
+    return make_worker(
+        channel_app(dict.fromkeys(channels, application)),
+        list(channels),
+        layer,
+        config,
+        health_interval_s=INTERVAL_S,
+        health_directory=directory,
+    )
+
+
+def local_record(directory: Path) -> HealthRecord | None:
+    """This process's health record in ``directory``, None before the first one is written."""
+    paths = list(directory.glob("*.json"))
+    assert len(paths) <= 1, f"one worker, one record: {paths}"
+    return HealthRecord.from_json(paths[0].read_text()) if paths else None
+
+
+def files_in(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+async def first_record(directory: Path) -> HealthRecord:
+    await wait_until(lambda: local_record(directory) is not None, what="the first health record")
+    record = local_record(directory)
+    assert record is not None
+    return record
+
+
+def redis_record(client: redis.Redis, layer: RedisChannelLayer, worker: Worker) -> Any:
+    return client.get(health_key(layer.prefix, worker.worker_id))
+
+
+# The local and Redis records
+
+
+@pytest.mark.redis
+async def test_health_record_is_refreshed_and_carries_counters_and_in_flight_work(
+    layer: RedisChannelLayer, client: redis.Redis, tmp_path: Path
+) -> None:
+    probe = Probe()
+    worker = health_worker(probe, layer, tmp_path)
+    async with running(worker):
+        first = await first_record(tmp_path)
+        assert first.worker_id == worker.worker_id
+        assert (first.pid, first.channels, first.interval_s) == (os.getpid(), ["jobs"], INTERVAL_S)
+        assert (first.healthy, first.problem) == (True, None)
+        await wait_until(
+            lambda: (
+                (record := local_record(tmp_path)) is not None
+                and record.updated_at > first.updated_at
+            ),
+            what="a refreshed record",
+        )
+
+        await layer.send("jobs", {"type": "job.run", "n": 1})
+        await layer.send("jobs", {"type": "job.fail", "n": 2})
+        await layer.send("jobs", {"type": "job.run", "n": 3})
+        expected = {"received": 4, "completed": 2, "failed": 2, "retried": 1, "dead": 1}
+        await wait_until(
+            lambda: (
+                (record := local_record(tmp_path)) is not None
+                and {name: record.counters[name] for name in expected} == expected
+            ),
+            what=f"counters {expected}",
+        )
+
+        probe.gate.clear()
+        await layer.send("jobs", {"type": "job.run", "n": 4})
+        await wait_until(
+            lambda: (
+                (record := local_record(tmp_path)) is not None and record.in_flight == {"jobs": 1}
+            ),
+            what="one message in flight",
+        )
+        probe.gate.set()
+        await wait_until(
+            lambda: (
+                (record := local_record(tmp_path)) is not None
+                and record.in_flight == {"jobs": 0}
+                and record.counters["completed"] == 3
+            ),
+            what="nothing in flight and three completed",
+        )
+
+
+@pytest.mark.redis
+async def test_redis_record_expires_about_three_intervals_after_its_last_refresh(
+    layer: RedisChannelLayer, client: redis.Redis, tmp_path: Path
+) -> None:
+    worker = health_worker(Probe(), layer, tmp_path, config=ChannelConfig())
+    async with running(worker):
+        await wait_until(lambda: redis_record(client, layer, worker) is not None, what="the record")
+        record = HealthRecord.from_json(redis_record(client, layer, worker))
+        assert (record.worker_id, record.channels, record.healthy) == (
+            worker.worker_id,
+            ["jobs"],
+            True,
+        )
+        ttl_ms: Any = client.pttl(health_key(layer.prefix, worker.worker_id))
+        # Three intervals, in whole seconds for EX: 1.5 s rounds to 2 s.
+        assert 1000 < ttl_ms <= 2000
+
+
+@pytest.mark.redis
+async def test_stop_removes_the_local_and_the_redis_record(
+    layer: RedisChannelLayer, client: redis.Redis, tmp_path: Path
+) -> None:
+    worker = health_worker(Probe(), layer, tmp_path, config=ChannelConfig())
+    async with running(worker):
+        await first_record(tmp_path)
+        await wait_until(lambda: redis_record(client, layer, worker) is not None, what="the record")
+
+    assert files_in(tmp_path) == []
+    assert redis_record(client, layer, worker) is None
+
+
+# check()
+
+
+@pytest.mark.redis
+async def test_check_is_healthy_for_served_channels_and_names_a_missing_one(
+    layer: RedisChannelLayer, tmp_path: Path
+) -> None:
+    worker = health_worker(Probe(), layer, tmp_path, channels=("jobs", "mail"))
+    async with running(worker):
+        await first_record(tmp_path)
+
+        assert check(["jobs"], tmp_path) == (
+            True,
+            f"healthy: worker {worker.worker_id} serving jobs, mail",
+        )
+        assert check(["mail", "jobs"], tmp_path)[0]
+        healthy, reason = check(["jobs", "sms"], tmp_path)
+        assert not healthy
+        assert reason == f"worker {worker.worker_id} does not serve 'sms' (serves 'jobs', 'mail')"
+
+
+def test_check_without_a_worker_says_none_is_running(tmp_path: Path) -> None:
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    # The record of a worker killed with -9 stays behind; a dead pid does not count.
+    leftover = HealthRecord(
+        worker_id="host:1:dead",
+        pid=exited.pid,
+        channels=["jobs"],
+        interval_s=INTERVAL_S,
+        updated_at=time.time(),
+        healthy=True,
+    )
+    (tmp_path / f"{exited.pid}.json").write_text(leftover.to_json())
+
+    assert check(["jobs"], tmp_path) == (
+        False,
+        f"no running worker on this host (no live health record in {tmp_path})",
+    )
+    assert not check(["jobs"], tmp_path / "never-created")[0]
+
+
+@pytest.mark.redis
+async def test_check_fails_naming_the_channel_while_its_listener_keeps_crashing(
+    layer: RedisChannelLayer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = health_worker(Probe(), layer, tmp_path, config=ChannelConfig())
+    async with running(worker):
+        await first_record(tmp_path)
+        assert check(["jobs"], tmp_path)[0]
+
+        async def broken_pop(self: ChannelQueue, count: int, lease_deadline: float = 0.0) -> Any:
+            raise RuntimeError("pop is broken")
+
+        monkeypatch.setattr(ChannelQueue, "pop", broken_pop)
+        await wait_until(lambda: not check(["jobs"], tmp_path)[0], what="an unhealthy check")
+        problem = "listener for channel 'jobs' on host 0 failed: RuntimeError: pop is broken"
+        assert check(["jobs"], tmp_path) == (
+            False,
+            f"worker {worker.worker_id} is unhealthy: {problem}",
+        )
+        record = local_record(tmp_path)
+        assert record is not None
+        assert (record.healthy, record.problem) == (False, problem)
+
+        # The listener is restarted with backoff, and healthy again once a poll succeeds.
+        monkeypatch.undo()
+        await wait_until(lambda: check(["jobs"], tmp_path)[0], 15, "a healthy check again")
+        await layer.send("jobs", {"type": "job.run", "n": 1})
+        await wait_until(lambda: worker.stats.completed == 1, what="the message handled")
+
+
+@pytest.mark.redis
+async def test_check_fails_naming_the_channel_when_its_listener_task_has_ended(
+    layer: RedisChannelLayer, tmp_path: Path
+) -> None:
+    worker = health_worker(Probe(), layer, tmp_path, channels=("jobs", "mail"))
+    async with running(worker):
+        await first_record(tmp_path)
+        assert check(["jobs", "mail"], tmp_path)[0]
+
+        # Nothing public ends a listener task; a bug that lets one return would look like this.
+        worker._runtimes["mail"].pollers[0].cancel()
+
+        await wait_until(lambda: not check(["jobs"], tmp_path)[0], what="an unhealthy check")
+        assert check(["jobs"], tmp_path) == (
+            False,
+            f"worker {worker.worker_id} is unhealthy: "
+            "listener for channel 'mail' on host 0 has stopped",
+        )
+
+
+def begin_outage(server: RedisServer, outage: str) -> None:
+    """Stop the server, or freeze it: connections are accepted but nothing is answered."""
+    if outage == "stopped":
+        server.stop()
+        return
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+
+
+def end_outage(server: RedisServer, outage: str) -> None:
+    if outage == "stopped":
+        server.start()
+        return
+    assert server.process is not None
+    server.process.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("outage", ["stopped", "frozen"])
+async def test_redis_outage_alone_keeps_the_worker_healthy_while_it_reconnects(
+    own_redis_server: RedisServer, tmp_path: Path, outage: str
+) -> None:
+    layer = RedisChannelLayer(hosts=[own_redis_server.url], expiry=EXPIRY_S)
+    probe = Probe()
+    worker = health_worker(probe, layer, tmp_path, config=ChannelConfig())
+    try:
+        async with running(worker):
+            await first_record(tmp_path)
+            begin_outage(own_redis_server, outage)
+            try:
+                if outage == "stopped":
+                    await wait_until(lambda: worker.stats.redis_errors > 0, what="the outage")
+                # Four stale periods: the record keeps being refreshed and stays healthy.
+                outage_began = time.time()
+                while time.time() - outage_began < 4 * 3 * INTERVAL_S:
+                    healthy, reason = check(["jobs"], tmp_path)
+                    assert healthy, reason
+                    await asyncio.sleep(0.05)
+                record = local_record(tmp_path)
+                assert record is not None
+                assert record.healthy
+                assert record.updated_at > outage_began
+            finally:
+                end_outage(own_redis_server, outage)
+
+            await layer.send("jobs", {"type": "job.run", "n": 1})
+            await wait_until(lambda: probe.finished == [1], 30, "the message after the outage")
+            with own_redis_server.client() as client:
+                await wait_until(
+                    lambda: client.get(health_key(layer.prefix, worker.worker_id)) is not None,
+                    what="the Redis record written again",
+                )
+    finally:
+        await layer.close_pools()
+
+
+# runworker --check as a process
+
+
+@pytest.fixture
+def ops(redis_url: str, tmp_path: Path) -> Iterator[Ops]:
+    harness = Ops(redis_url, tmp_path)
+    yield harness
+    harness.close()
+
+
+def check_until(
+    ops: Ops, code: int, what: str, worker: WorkerProcess
+) -> subprocess.CompletedProcess[str]:
+    """Run ``runworker --check ops-jobs`` until it exits with ``code``; its last run."""
+
+    def checked() -> subprocess.CompletedProcess[str] | None:
+        result = ops.check(OPS_CHANNEL)
+        return result if result.returncode == code else None
+
+    return wait_for(checked, what, log=worker)
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout + result.stderr
+    assert result.stderr == ""
+    return lines[0]
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_runworker_check_exits_0_while_a_worker_serves_the_channel_and_1_otherwise(
+    ops: Ops,
+) -> None:
+    nothing = ops.check(OPS_CHANNEL)
+    assert nothing.returncode == 1
+    assert one_line(nothing) == (
+        f"no running worker on this host (no live health record in {ops.health_dir})"
+    )
+
+    worker = ops.runworker("--health-interval-s", "1")
+    healthy = check_until(ops, 0, "a healthy check", worker)
+    assert one_line(healthy).startswith("healthy: worker ")
+    assert one_line(healthy).endswith(f" serving {OPS_CHANNEL}")
+
+    other = ops.check(OPS_CHANNEL, "ops-other")
+    assert other.returncode == 1
+    assert "does not serve 'ops-other'" in one_line(other)
+
+    assert stop(worker) == 0
+    after = ops.check(OPS_CHANNEL)
+    assert after.returncode == 1
+    assert one_line(after).startswith("no running worker on this host")
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_runworker_check_fails_while_the_worker_is_stopped_and_recovers_after_sigcont(
+    ops: Ops,
+) -> None:
+    worker = ops.runworker("--health-interval-s", "0.5")
+    check_until(ops, 0, "a healthy check", worker)
+
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        # Stale after three intervals (1.5 s) without a refresh.
+        hung = check_until(ops, 1, "an unhealthy check", worker)
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    assert one_line(hung).endswith("(every 0.5 s expected): hung or stopped")
+
+    recovered = check_until(ops, 0, "a healthy check after SIGCONT", worker)
+    assert one_line(recovered).startswith("healthy: worker ")
+    record = json.loads(next(ops.health_dir.glob("*.json")).read_text())
+    assert record["pid"] == worker.pid
+    assert stop(worker) == 0
