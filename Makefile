@@ -9,13 +9,18 @@ VENV ?= .venv
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) run --locked --python $(PYTHON) --no-python-downloads
 
-.PHONY: test test-redis7 lint sync uv bench clean
+.PHONY: demo test test-redis7 lint sync uv bench clean
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
 
 sync: uv
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON) --no-python-downloads
+
+# The example project: an embedded Redis unless REDIS_URL is set, migrations, the web server and
+# runworker; Ctrl-C stops them all. DEMO_ARGS="--port 8001" (or PORT=8001) picks another port.
+demo: sync
+	$(RUN) python example/run_demo.py $(DEMO_ARGS)
 
 test: sync
 	$(RUN) pytest $(PYTEST_ARGS)
@@ -27,7 +32,7 @@ test-redis7: sync
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy --strict routing worker tests bench
+	$(RUN) mypy --strict routing worker tests bench example
 
 bench: sync
 	$(RUN) python bench/bench_routing.py

@@ -1,0 +1,1 @@
+"""The example project: upload an image, watch ``runworker`` make its thumbnails live."""

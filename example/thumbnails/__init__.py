@@ -1,0 +1,1 @@
+"""Thumbnails: uploads queued by the web process, sized by ``runworker``, shown live."""
