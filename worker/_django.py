@@ -94,8 +94,13 @@ def check_served(application: object, channels: list[str]) -> None:
     """Fail at start-up when the root application cannot route a consumed channel.
 
     Looks through ``ProtocolTypeRouter({"channel": ChannelNameRouter({...})})`` (ours or
-    Channels'); other shapes are trusted.
+    Channels'); other shapes are trusted. Task channels are served by the worker itself.
     """
+    from worker.tasks_routing import is_task_channel
+
+    channels = [channel for channel in channels if not is_task_channel(channel)]
+    if not channels:
+        return
     protocols = _mapping(application, "ProtocolTypeRouter")
     if protocols is not None:
         if "channel" not in protocols:

@@ -90,6 +90,9 @@ WORKER_WIDE_SETTINGS = {
     "DEAD_LETTER_MAX_AGE_S": "dead letters older than this are trimmed (default 7 days)",
     "EXPIRY_WARNING_S": "warn at start-up when the layer expiry is shorter (default 600)",
     "HEALTH_INTERVAL_S": "how often the health record is refreshed",
+    "MAX_SEND_BYTES": "send() refuses larger serialised messages (default 1 MiB)",
+    "UNKNOWN_CHANNEL": "send() to a channel ASGI_APPLICATION does not consume: "
+    "'error' (default), 'warn' or 'off'",
 }
 
 

@@ -51,3 +51,8 @@ class ChannelKeys:
 
 def health_key(prefix: str, worker_id: str) -> str:
     return f"{prefix}{SEPARATOR}health:{worker_id}"
+
+
+def task_result_key(prefix: str, result_id: str) -> str:
+    """A ``django.tasks`` result of the channel-layer backend, JSON, on one host by id."""
+    return f"{prefix}{SEPARATOR}task-result:{result_id}"

@@ -81,13 +81,15 @@ def harden_layer(layer: RedisChannelLayer) -> None:
 
 
 def connect(layer: RedisChannelLayer, block_s: float) -> list[Redis]:
-    """One client per layer host, built from the layer's own host configuration."""
+    """One client per layer host, built from the layer's own host configuration.
+
+    Each client owns its pool, so ``await client.aclose()`` also closes its connections.
+    """
     from redis.asyncio import Redis
 
     minimum_s = block_s + READ_TIMEOUT_MARGIN_S
     return [
-        Redis(connection_pool=create_pool(with_read_timeout(host, minimum_s)))
-        for host in layer.hosts
+        Redis.from_pool(create_pool(with_read_timeout(host, minimum_s))) for host in layer.hosts
     ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from worker import scripts
@@ -55,14 +55,21 @@ class ChannelQueue:
         in the same atomic step.
         """
         keys = self.keys
-        flat: Any = await self._pop(
+        reply: Any = await self._pop(
             keys=[keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
             args=[count, lease_deadline],
         )
-        return [
-            Popped(flat[i], float(flat[i + 1]), int(flat[i + 2] or 0), _float(flat[i + 3]))
-            for i in range(0, len(flat), 4)
-        ]
+        pairs, records = reply
+        popped = [Popped(pairs[i], float(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+        # Only retried or redelivered messages have attempt records; see scripts.POP.
+        for i in range(0, len(records), 3):
+            index = int(records[i]) - 1
+            popped[index] = replace(
+                popped[index],
+                previous_attempts=int(records[i + 1]),
+                first_attempt_at=_float(records[i + 2]),
+            )
+        return popped
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
         """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease)."""

@@ -27,20 +27,24 @@ end
 """
 
 # KEYS: queue, inflight, attempts, first_attempt. ARGV: count, lease deadline (0: no lease).
-# Returns member, score, attempts so far, first attempt time ('' when none), ... per member.
+# Returns {member, score, member, score, ...} and, for the few members with attempt records,
+# {position (1-based pair), attempts so far, first attempt time ('' when none), ...}: fresh
+# messages cost two reply elements, not four.
 POP = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 local deadline = tonumber(ARGV[2])
-local out = {}
+local records = {}
 for i = 1, #popped, 2 do
     local member = popped[i]
     if deadline > 0 then redis.call('ZADD', KEYS[2], deadline, member) end
-    out[#out + 1] = member
-    out[#out + 1] = popped[i + 1]
-    out[#out + 1] = redis.call('HGET', KEYS[3], member) or ''
-    out[#out + 1] = redis.call('HGET', KEYS[4], member) or ''
+    local attempts = redis.call('HGET', KEYS[3], member)
+    if attempts then
+        records[#records + 1] = (i + 1) / 2
+        records[#records + 1] = attempts
+        records[#records + 1] = redis.call('HGET', KEYS[4], member) or ''
+    end
 end
-return out
+return {popped, records}
 """
 
 # KEYS: queue, inflight. ARGV: now, expiry, members in delivery order.

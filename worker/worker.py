@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# How long a cancelled task gets to end before it is cancelled again (see _cancel_and_wait).
+_CANCEL_RETRY_S = 0.5
+
 
 @dataclass(slots=True)
 class _ChannelRuntime:
@@ -150,11 +153,10 @@ class Worker:
             await self.stop_event.wait()
             await self._shutdown()
         finally:
-            if health_task is not None:
-                health_task.cancel()
+            tasks = [health_task] if health_task is not None else []
             for runtime in self._runtimes.values():
-                for task in runtime.tasks + runtime.pollers + runtime.background:
-                    task.cancel()
+                tasks += runtime.tasks + runtime.pollers + runtime.background
+            await _cancel_and_wait(tasks)
             await health.remove()
             await asyncio.gather(*(client.aclose() for client in self._clients))
 
@@ -284,16 +286,11 @@ class Worker:
                 self.shutdown_timeout_s,
                 busy,
             )
-        instances = [task for runtime in runtimes for task in runtime.tasks]
-        for task in instances:
-            task.cancel()
-        await asyncio.gather(*instances, return_exceptions=True)
+        await _cancel_and_wait([task for runtime in runtimes for task in runtime.tasks])
         await self._return_unfinished(runtimes)
         for runtime in runtimes:
             await runtime.settlement.flush_acks()
-            for task in runtime.background:
-                task.cancel()
-            await asyncio.gather(*runtime.background, return_exceptions=True)
+            await _cancel_and_wait(runtime.background)
         logger.info("Worker stopped: %s", self.stats.summary())
 
     async def _return_unfinished(self, runtimes: list[_ChannelRuntime]) -> None:
@@ -351,8 +348,22 @@ async def _wait_or_cancel(tasks: list[asyncio.Task[None]], timeout_s: float) -> 
     if not tasks:
         return
     _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-    for task in pending:
-        task.cancel()
+    await _cancel_and_wait(list(pending))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    One cancel is not always enough on Python 3.11: redis-py wraps socket writes in
+    ``asyncio.wait_for``, which there swallows a cancel that lands just as the write completes,
+    so a task doing Redis I/O may go on running. Cancel again until all have ended.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_CANCEL_RETRY_S)
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
