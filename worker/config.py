@@ -51,18 +51,18 @@ class ChannelConfig:
         return self.concurrency if self.prefetch is None else self.prefetch
 
     def validated(self, channel: str) -> ChannelConfig:
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+        if not _is_count(self.concurrency):
             raise ConfigurationError(
                 f"concurrency for channel {channel!r} is {self.concurrency!r}; "
                 "expected an integer >= 1."
             )
-        if self.prefetch is not None and (not isinstance(self.prefetch, int) or self.prefetch < 1):
+        if self.prefetch is not None and not _is_count(self.prefetch):
             raise ConfigurationError(
                 f"prefetch for channel {channel!r} is {self.prefetch!r}; expected an integer >= 1."
             )
         for name in ("max_attempts", "max_message_bytes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not _is_count(value):
                 raise ConfigurationError(
                     f"{name} for channel {channel!r} is {value!r}; expected an integer >= 1."
                 )
@@ -107,9 +107,21 @@ def worker_setting(settings: Mapping[str, Any] | None, name: str, default: float
     return float(value)
 
 
-def _options(source: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _is_count(value: object) -> bool:
+    # bool is an int subclass; `concurrency: True` is a mistake, not 1.
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _options(source: Mapping[str, Any], where: str, *, upper_case: bool = False) -> dict[str, Any]:
     unknown = sorted(set(source) - _FIELDS)
     if unknown:
+        if upper_case:
+            unknown = [name.upper() for name in unknown]
+            known = sorted(name.upper() for name in _FIELDS)
+            raise ConfigurationError(
+                f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
+                f"'CHANNELS', {', '.join(map(repr, sorted(WORKER_WIDE_SETTINGS) + known))}."
+            )
         raise ConfigurationError(
             f"{where} has unknown option(s) {', '.join(map(repr, unknown))}; "
             f"known options: {', '.join(map(repr, sorted(_FIELDS)))}."
@@ -138,7 +150,9 @@ def channel_configs(
             "to option dicts."
         )
     worker_wide = _options(
-        {str(key).lower(): value for key, value in settings.items()}, "CHANNEL_WORKER"
+        {str(key).lower(): value for key, value in settings.items()},
+        "CHANNEL_WORKER",
+        upper_case=True,
     )
     given_flags = {key: value for key, value in flags.items() if value is not None}
     resolved = {}

@@ -96,15 +96,23 @@ class ChannelQueue:
                 self.keys.inflight, dict.fromkeys(members, lease_deadline), xx=True
             )
 
-    async def settle(self, members: Sequence[bytes]) -> None:
-        """Forget finished messages: their leases and any attempt records."""
-        if members:
-            keys = self.keys
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(keys.inflight, *members)
-                pipe.hdel(keys.attempts, *members)
-                pipe.hdel(keys.first_attempt, *members)
-                await pipe.execute()
+    async def settle(self, members: Sequence[bytes], retried: Sequence[bytes] = ()) -> None:
+        """Forget finished messages: their leases, and the attempt records of ``retried`` ones.
+
+        Most messages succeed first time and have no attempt records, so those writes are
+        skipped for them.
+        """
+        if not members:
+            return
+        keys = self.keys
+        if not retried:
+            await self.redis.zrem(keys.inflight, *members)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.inflight, *members)
+            pipe.hdel(keys.attempts, *retried)
+            pipe.hdel(keys.first_attempt, *retried)
+            await pipe.execute()
 
     async def schedule_retry(self, member: bytes, due_at: float, first_attempt_at: float) -> None:
         """Move a failed message to the delayed set, counting the attempt."""

@@ -60,7 +60,9 @@ class Settlement:
         self.completed_count = 0
         #: Members this worker holds (prefetched or running), per host, for lease heartbeats.
         self.held: dict[int, set[bytes]] = defaultdict(set)
+        # Per host: finished members, and those of them that also have attempt records.
         self._acks: dict[int, list[bytes]] = defaultdict(list)
+        self._retried_acks: dict[int, list[bytes]] = defaultdict(list)
         self._ack_ready = asyncio.Event()
 
     def hold(self, delivery: Delivery) -> None:
@@ -74,9 +76,12 @@ class Settlement:
         """The handler finished: drop the lease and attempt records (batched)."""
         self.release(delivery)
         self.completed_count += 1
-        if self.config.leased or delivery.attempt > 1:
-            self._acks[delivery.host_index].append(delivery.popped.member)
-            self._ack_ready.set()
+        if delivery.attempt > 1:
+            self._retried_acks[delivery.host_index].append(delivery.popped.member)
+        elif not self.config.leased:
+            return
+        self._acks[delivery.host_index].append(delivery.popped.member)
+        self._ack_ready.set()
 
     async def flush_acks_forever(self) -> None:
         while True:
@@ -89,8 +94,9 @@ class Settlement:
             if not members:
                 continue
             self._acks[index] = []
+            retried, self._retried_acks[index] = self._retried_acks[index], []
             try:
-                await self.queues[index].settle(members)
+                await self.queues[index].settle(members, retried)
             except REDIS_DOWN as error:
                 # The leases expire and the messages are redelivered: duplicates, not losses.
                 logger.warning(
@@ -181,8 +187,8 @@ class Settlement:
         self.stats.dead += 1
         self.metrics.dead_lettered(self.channel, str(letter.message_type or "(invalid)"))
         logger.error(
-            "Dead-lettered %r on channel %r after %d attempt(s) (id %s): %s",
-            letter.message_type,
+            "Dead-lettered %s on channel %r after %d attempt(s) (id %s): %s",
+            repr(letter.message_type) if letter.message_type else "an invalid message",
             self.channel,
             letter.attempts,
             letter.id,

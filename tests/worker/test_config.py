@@ -68,11 +68,16 @@ def test_settings_for_channels_not_consumed_are_ignored() -> None:
     assert channel_configs(["jobs"], NO_FLAGS, settings) == {"jobs": ChannelConfig()}
 
 
+def test_boolean_concurrency_is_rejected_rather_than_read_as_one() -> None:
+    with pytest.raises(ConfigurationError, match=r"concurrency for channel 'jobs' is True"):
+        channel_configs(["jobs"], {**NO_FLAGS, "concurrency": True}, None)
+
+
 def test_unknown_worker_wide_option_is_rejected_by_name() -> None:
     with pytest.raises(
         ConfigurationError,
-        match=r"CHANNEL_WORKER has unknown option\(s\) 'concurency', 'workers'; known options: "
-        r"'concurrency', 'delivery', .*'prefetch'",
+        match=r"CHANNEL_WORKER has unknown key\(s\) 'CONCURENCY', 'WORKERS'; known keys: "
+        r"'CHANNELS', .*'CONCURRENCY', .*'PREFETCH'",
     ):
         channel_configs(["jobs"], NO_FLAGS, {"CONCURENCY": 2, "WORKERS": 3})
 
