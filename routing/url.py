@@ -175,22 +175,6 @@ def _route_matcher(pattern: RoutePattern) -> _Matcher:
     # Django's route expressions start with "^", so search() is match().
     find = regex.match
 
-    if is_endpoint:
-        # The expression ends with \Z: nothing remains.
-        def match_endpoint(path: str) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
-            found = find(path)
-            if found is None:
-                return None
-            kwargs = found.groupdict()
-            try:
-                for key, to_python in conversions:
-                    kwargs[key] = to_python(kwargs[key])
-            except ValueError:
-                return None
-            return "", (), kwargs
-
-        return match_endpoint
-
     def match(path: str) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
         found = find(path)
         if found is None:
@@ -201,7 +185,8 @@ def _route_matcher(pattern: RoutePattern) -> _Matcher:
                 kwargs[key] = to_python(kwargs[key])
         except ValueError:
             return None
-        return path[found.end() :], (), kwargs
+        # An endpoint's expression ends with \Z: nothing remains, and nothing to slice.
+        return "" if is_endpoint else path[found.end() :], (), kwargs
 
     return match
 

@@ -40,22 +40,6 @@ class FlakyError(RuntimeError):
 
 
 @pytest.fixture
-async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    """The layer a Django view sends with; its connection also inspects Redis."""
-    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=EXPIRY_S)
-    yield layer
-    await layer.close_pools()
-
-
-@pytest.fixture
-async def worker_layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    """A layer instance of the worker's own, as ``get_channel_layer()`` gives runworker."""
-    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=EXPIRY_S)
-    yield layer
-    await layer.close_pools()
-
-
-@pytest.fixture
 async def dead_letters(layer: RedisChannelLayer) -> AsyncIterator[DeadLetters]:
     store = DeadLetters(layer)
     yield store

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,6 @@ def failing_on_demand(probe: Probe) -> ASGIApp:
             await probe.handle(scope, message)
 
     return application
-
-
-@pytest.fixture
-async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    layer = RedisChannelLayer(hosts=[redis_url], expiry=EXPIRY_S)
-    yield layer
-    await layer.close_pools()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from channels.consumer import AsyncConsumer
@@ -103,13 +102,6 @@ async def test_drain_returns_unstarted_messages_in_order_and_empties_the_buffer(
 
 
 # Inside a worker
-
-
-@pytest.fixture
-async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=3600)
-    yield layer
-    await layer.close_pools()
 
 
 class OneAtATimeConsumer(AsyncConsumer):  # type: ignore[misc]

@@ -44,22 +44,6 @@ EXPIRY_S = 3600
 
 
 @pytest.fixture
-async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    """The layer a Django view would send with."""
-    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=EXPIRY_S)
-    yield layer
-    await layer.close_pools()
-
-
-@pytest.fixture
-async def worker_layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    """A layer instance of the worker's own, as ``get_channel_layer()`` gives runworker."""
-    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=EXPIRY_S)
-    yield layer
-    await layer.close_pools()
-
-
-@pytest.fixture
 async def django_redis_layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
     """A RedisChannelLayer as the Django default layer, which consumers in the worker use."""
     layers = {

@@ -1,0 +1,27 @@
+"""Channel layers for the in-process worker tests, on the suite's real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+
+#: Long enough that the layer's own expiry never drops a test's messages.
+LAYER_EXPIRY_S = 3600
+
+
+@pytest.fixture
+async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
+    """The layer a Django view sends with; tests also inspect Redis through it."""
+    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=LAYER_EXPIRY_S)
+    yield layer
+    await layer.close_pools()
+
+
+@pytest.fixture
+async def worker_layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
+    """A layer instance of the worker's own, as ``get_channel_layer()`` gives runworker."""
+    layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=LAYER_EXPIRY_S)
+    yield layer
+    await layer.close_pools()
