@@ -72,11 +72,22 @@ class ChannelQueue:
         return popped
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
-        """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease)."""
-        result: Any = await self.redis.bzpopmin(self.key, timeout=timeout_s)
+        """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease).
+
+        The size of the attempt records rides along in the same round trip: when there are none,
+        the popped message has none either (a message's record is written before it re-enters
+        the channel and removed only by whoever holds it), so a fresh message costs no second
+        round trip.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.bzpopmin(self.key, timeout=timeout_s)
+            pipe.hlen(self.keys.attempts)
+            result, records = await pipe.execute()
         if result is None:
             return None
         _, member, score = result
+        if not records:
+            return Popped(member, float(score))
         attempts: Any = await self.redis.hget(self.keys.attempts, member)
         first: Any = await self.redis.hget(self.keys.first_attempt, member) if attempts else None
         return Popped(member, float(score), int(attempts or 0), _float(first))
