@@ -107,6 +107,14 @@ def consumer_rows(bench: Bench) -> list[Row]:
         ),
         rate_row(f"{name}, ours --delivery at-most-once", theirs.rate, at_most_once.rate, 4),
         Row(
+            f"{name}: ours at-least-once (the default) / ours at-most-once",
+            "",
+            f"{_rate(ours.rate)} / {_rate(at_most_once.rate)}",
+            f"{ours.rate / at_most_once.rate:.0%}",
+            ">= 60%",
+            ours.rate / at_most_once.rate < 0.6,
+        ),
+        Row(
             f"{name}: share of the bare dispatch ceiling (same consumer fed in-process from an "
             f"asyncio.Queue, no Redis; 1 instance for Channels, {CONCURRENCY} for ours)",
             f"{theirs.rate / ceiling_one:.0%} of {_rate(ceiling_one)}",
