@@ -11,7 +11,7 @@ from worker.constants import MAINTENANCE_INTERVAL_S
 from worker.errors import REDIS_DOWN
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from worker.config import ChannelConfig
     from worker.queue import ChannelQueue
@@ -27,6 +27,7 @@ async def maintain(
     queues: Sequence[ChannelQueue],
     settlement: Settlement,
     stats: Stats,
+    message_type: Callable[[bytes], str],
 ) -> None:
     """Run until cancelled.
 
@@ -51,11 +52,12 @@ async def maintain(
                 logger.debug("Maintenance of channel %r on host %d: %s", channel, index, error)
                 continue
             if redelivered:
-                stats.redelivered += redelivered
-                settlement.metrics.redelivered(channel, redelivered)
+                stats.redelivered += len(redelivered)
+                for member in redelivered:
+                    settlement.metrics.redelivered(channel, message_type(member))
                 logger.warning(
                     "Redelivering %d message(s) on channel %r whose worker stopped holding them",
-                    redelivered,
+                    len(redelivered),
                     channel,
                 )
         await asyncio.sleep(interval_s)

@@ -38,7 +38,7 @@ class NullMetrics:
     def dead_lettered(self, channel: str, message_type: str) -> None:
         pass
 
-    def redelivered(self, channel: str, count: int) -> None:
+    def redelivered(self, channel: str, message_type: str) -> None:
         pass
 
     def reconnected(self) -> None:
@@ -66,9 +66,7 @@ class Metrics(NullMetrics):
         self._retried = counter("messages_retried", "Failed messages scheduled for a retry.")
         self._dead = counter("messages_dead_lettered", "Messages moved to dead letters.")
         self._redelivered = counter(
-            "messages_redelivered",
-            "Messages put back after the worker holding them stopped.",
-            ("channel",),
+            "messages_redelivered", "Messages put back after the worker holding them stopped."
         )
         self._reconnects = counter(
             "redis_reconnects", "Times a lost Redis connection came back.", ()
@@ -123,8 +121,8 @@ class Metrics(NullMetrics):
     def dead_lettered(self, channel: str, message_type: str) -> None:
         self._dead.labels(channel, message_type).inc()
 
-    def redelivered(self, channel: str, count: int) -> None:
-        self._redelivered.labels(channel).inc(count)
+    def redelivered(self, channel: str, message_type: str) -> None:
+        self._redelivered.labels(channel, message_type).inc()
 
     def reconnected(self) -> None:
         self._reconnects.inc()

@@ -141,14 +141,14 @@ class ChannelQueue:
         )
         return int(count)
 
-    async def requeue_expired(self) -> int:
+    async def requeue_expired(self) -> list[bytes]:
         """Put back messages whose lease ran out (their worker died), counting the attempt."""
         keys = self.keys
-        count: Any = await self._requeue_expired(
+        members: Any = await self._requeue_expired(
             keys=[keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
             args=[time.time(), self.expiry_s, MAINTENANCE_BATCH],
         )
-        return int(count)
+        return list(members)
 
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.key))

@@ -62,7 +62,7 @@ return requeue_at_head(KEYS[1], members, tonumber(ARGV[1]), tonumber(ARGV[2]))
 
 # Leases that ran out belong to a worker that died (or stalled): count the attempt and put the
 # message back at the head. KEYS: queue, inflight, attempts, first_attempt.
-# ARGV: now, expiry, limit.
+# ARGV: now, expiry, limit. Returns the members put back.
 REQUEUE_EXPIRED = (
     _REQUEUE_AT_HEAD
     + """
@@ -73,7 +73,8 @@ for _, member in ipairs(expired) do
     redis.call('HINCRBY', KEYS[3], member, 1)
     redis.call('HSETNX', KEYS[4], member, now)
 end
-return requeue_at_head(KEYS[1], expired, now, tonumber(ARGV[2]))
+requeue_at_head(KEYS[1], expired, now, tonumber(ARGV[2]))
+return expired
 """
 )
 

@@ -27,7 +27,7 @@ from worker.health import DEFAULT_HEALTH_INTERVAL_S, HealthReporter
 from worker.instance import InstanceSlot
 from worker.keys import ChannelKeys
 from worker.layer import connect, describe_hosts, harden_layer
-from worker.listener import ChannelListener, supervise
+from worker.listener import INVALID_TYPE, ChannelListener, supervise
 from worker.maintenance import maintain
 from worker.metrics import NullMetrics
 from worker.prefetch import Prefetch
@@ -192,6 +192,15 @@ class Worker:
                     return f"listener for channel {channel!r} on host {index} failed: {crash}"
         return None
 
+    def message_type(self, member: bytes) -> str:
+        """The ``type`` of a serialised message, for metrics about messages not being handled."""
+        try:
+            message = self.layer.deserialize(member)
+        except Exception:
+            return INVALID_TYPE
+        kind = message.get("type") if isinstance(message, dict) else None
+        return kind if isinstance(kind, str) else INVALID_TYPE
+
     def in_flight(self) -> dict[str, int]:
         """Messages being handled now, per channel."""
         return {
@@ -256,7 +265,9 @@ class Worker:
             asyncio.create_task(
                 supervise(
                     f"Maintenance of channel {channel!r}",
-                    functools.partial(maintain, channel, config, queues, settlement, self.stats),
+                    functools.partial(
+                        maintain, channel, config, queues, settlement, self.stats, self.message_type
+                    ),
                     self.stats,
                 ),
                 name=f"maintenance {channel}",

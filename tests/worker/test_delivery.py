@@ -679,3 +679,29 @@ async def test_at_most_once_still_retries_a_failing_handler_but_never_writes_a_l
     assert len(leases_seen) > 20
     assert set(leases_seen) == {0}
     assert (worker.stats.failed, worker.stats.retried, worker.stats.dead) == (1, 1, 0)
+
+
+async def test_redelivered_messages_are_counted_per_channel_and_type_in_metrics(
+    layer: RedisChannelLayer, worker_layer: RedisChannelLayer
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from worker.metrics import Metrics
+
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message["id"])
+
+    registry = CollectorRegistry()
+    worker = consume(
+        handler_app(handle), worker_layer, ChannelConfig(lease_s=3.0), metrics=Metrics(registry)
+    )
+    async with running(worker):
+        orphan = layer.serialize({"type": "job.orphaned", "id": "orphan"})
+        await layer.connection(0).zadd(keys(layer).inflight, {orphan: time.time() - 5})
+        await wait_until(lambda: handled == ["orphan"], what="the orphan redelivered and handled")
+
+    labels = {"channel": CHANNEL, "type": "job.orphaned"}
+    assert registry.get_sample_value("channel_worker_messages_redelivered_total", labels) == 1
+    assert registry.get_sample_value("channel_worker_messages_completed_total", labels) == 1
