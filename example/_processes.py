@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
@@ -32,12 +33,16 @@ class ChildFailed(RuntimeError):
     """A child process exited when it should not have, or the demo did not come up."""
 
 
+_SAME_SIGNAL_S = 0.5
+
+
 class Stop:
     """Set by the first SIGINT/SIGTERM; a second one kills every child at once."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signals = 0
+        self._first_signal_at = 0.0
         self.children: list[Child] = []
 
     def install(self) -> None:
@@ -52,6 +57,13 @@ class Stop:
         self._event.wait(timeout_s)
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        # One Ctrl-C can arrive twice: from the terminal to the whole foreground group, and
+        # forwarded by a parent such as `uv run`. Only a later one means "kill everything".
+        if self.signals and now - self._first_signal_at < _SAME_SIGNAL_S:
+            return
+        if not self.signals:
+            self._first_signal_at = now
         self.signals += 1
         if self.signals > 1:
             say(f"Received {signal.Signals(number).name} again: killing everything")
