@@ -195,12 +195,18 @@ async def test_expired_lease_of_a_dead_worker_is_requeued_at_the_head_and_handle
 
 @asynccontextmanager
 async def watching(watch: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run ``watch`` in the background for the block, then cancel it and wait for it."""
+    """Run ``watch`` in the background for the block, then cancel it and wait for it.
+
+    On Python 3.11 redis-py can swallow a cancel that lands as a command completes, so the
+    cancel is repeated until the task has ended, as the worker does for its own tasks.
+    """
     task = asyncio.create_task(watch)
     try:
         yield
     finally:
-        task.cancel()
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
