@@ -195,7 +195,8 @@ class HealthReporter:
             await self.clients[0].delete(health_key(self.prefix, self.worker_id))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -215,7 +216,7 @@ def check(channels: list[str], directory: Path | None = None) -> tuple[bool, str
             record = HealthRecord.from_json(path.read_text())
         except (OSError, ValueError, TypeError):
             continue
-        if not _pid_alive(record.pid):
+        if not pid_alive(record.pid):
             continue
         missing = [channel for channel in channels if channel not in record.channels]
         if record.stale(now):

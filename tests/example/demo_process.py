@@ -17,16 +17,6 @@ READY = re.compile(r"Demo ready at (?P<url>http://\S+)")
 PROCESSES = re.compile(r"Demo processes: (?P<pids>(?:\w+=\d+ ?)+)$")
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

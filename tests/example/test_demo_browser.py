@@ -20,8 +20,9 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import BrowserContext, Page, WebSocket, expect, sync_playwright
 
-from tests.example.demo_process import DemoProcess, group_alive, pid_alive
+from tests.example.demo_process import DemoProcess, group_alive
 from tests.redis_server import free_port
+from worker.health import pid_alive
 
 pytestmark = pytest.mark.e2e
 

@@ -23,6 +23,17 @@ FAST_POLL_S = 0.2
 RANDOM_PREFIX_LENGTH = 12
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` until it has ended.
+
+    On Python 3.11 redis-py can swallow a cancel that lands as a command completes, so one
+    cancel is not always enough (the worker repeats its own cancels the same way).
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+
+
 async def wait_until(
     predicate: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, what: str = ""
 ) -> None:

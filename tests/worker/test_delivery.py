@@ -18,7 +18,14 @@ from channels.utils import await_many_dispatch
 from channels_redis.core import RedisChannelLayer
 
 from routing.types import ASGIApp, Message, Receive, Scope, Send
-from tests.worker._inprocess import channel_app, make_worker, raw_member, running, wait_until
+from tests.worker._inprocess import (
+    cancel_and_wait,
+    channel_app,
+    make_worker,
+    raw_member,
+    running,
+    wait_until,
+)
 from worker.config import AT_LEAST_ONCE, AT_MOST_ONCE, DELIVERY_MODES, ChannelConfig
 from worker.dead_letters import DeadLetter, DeadLetterBounds, DeadLetters
 from worker.keys import ChannelKeys
@@ -195,18 +202,12 @@ async def test_expired_lease_of_a_dead_worker_is_requeued_at_the_head_and_handle
 
 @asynccontextmanager
 async def watching(watch: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run ``watch`` in the background for the block, then cancel it and wait for it.
-
-    On Python 3.11 redis-py can swallow a cancel that lands as a command completes, so the
-    cancel is repeated until the task has ended, as the worker does for its own tasks.
-    """
+    """Run ``watch`` in the background for the block, then cancel it and wait for it."""
     task = asyncio.create_task(watch)
     try:
         yield
     finally:
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.5)
+        await cancel_and_wait(task)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

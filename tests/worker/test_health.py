@@ -19,7 +19,14 @@ from channels_redis.core import RedisChannelLayer
 
 from routing.types import ASGIApp, Receive, Scope, Send
 from tests.redis_server import RedisServer
-from tests.worker._inprocess import Probe, channel_app, make_worker, running, wait_until
+from tests.worker._inprocess import (
+    Probe,
+    cancel_and_wait,
+    channel_app,
+    make_worker,
+    running,
+    wait_until,
+)
 from tests.worker._ops import Ops, stop, wait_for
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess
@@ -261,11 +268,7 @@ async def test_check_fails_naming_the_channel_when_its_listener_task_has_ended(
         assert check(["jobs", "mail"], tmp_path)[0]
 
         # Nothing public ends a listener task; a bug that lets one return would look like this.
-        # (Repeated: on Python 3.11 redis-py can swallow a cancel that lands as a command ends.)
-        poller = worker._runtimes["mail"].pollers[0]
-        while not poller.done():
-            poller.cancel()
-            await asyncio.wait({poller}, timeout=0.5)
+        await cancel_and_wait(worker._runtimes["mail"].pollers[0])
 
         await wait_until(lambda: not check(["jobs"], tmp_path)[0], what="an unhealthy check")
         assert check(["jobs"], tmp_path) == (
