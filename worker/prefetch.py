@@ -13,10 +13,14 @@ class Prefetch:
 
     Pollers ``reserve`` slots before asking Redis, so a backlog stays in Redis, visible to other
     workers and safe from this process crashing, instead of in memory (django/channels_redis#413).
+    A poller refills only once at most half the buffer is held: under a backlog each round trip
+    then pops many messages instead of the one a handler just took, and handlers never wait for
+    it, since half the buffer is still ready for them.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.low_water = limit // 2
         self._items: deque[Delivery] = deque()
         self._reserved = 0
         self._closed = False
@@ -31,8 +35,8 @@ class Prefetch:
         return len(self._items)
 
     async def reserve(self, most: int) -> int:
-        """Wait for free slots and reserve up to ``most`` of them; 0 once closed."""
-        while self.free <= 0 and not self._closed:
+        """Wait until the buffer runs low, then reserve up to ``most`` free slots; 0 once closed."""
+        while len(self._items) + self._reserved > self.low_water and not self._closed:
             self._space.clear()
             await self._space.wait()
         if self._closed:

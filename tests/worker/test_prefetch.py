@@ -47,6 +47,20 @@ async def test_reserve_waits_until_a_slot_is_released() -> None:
     assert await asyncio.wait_for(waiting, 1) == 1
 
 
+async def test_reserve_waits_until_half_the_buffer_is_taken() -> None:
+    prefetch = Prefetch(4)
+    assert await prefetch.reserve(4) == 4
+    for number in range(4):
+        prefetch.put(delivery(number))
+    waiting = asyncio.create_task(prefetch.reserve(5))
+    assert (await prefetch.get()).message["n"] == 0
+    await asyncio.sleep(0)
+    # Three of four still wait for handlers: no round trip for a single free slot.
+    assert not waiting.done()
+    assert (await prefetch.get()).message["n"] == 1
+    assert await asyncio.wait_for(waiting, 1) == 2
+
+
 async def test_reserve_waits_until_a_handler_takes_a_message() -> None:
     prefetch = Prefetch(2)
     assert await prefetch.reserve(2) == 2
@@ -144,14 +158,19 @@ async def test_slow_handlers_leave_the_backlog_in_redis(
             queued = await depth(layer, "jobs")
             out_unfinished.append(total - queued - len(finished))
 
+    async def prefetch_topped_up() -> bool:
+        # Refilled once no more than half of it is held, so between that and full.
+        held = total - len(started) - await depth(layer, "jobs")
+        return held == total - len(started) or limit - limit // 2 <= held <= limit
+
     sampler = asyncio.create_task(sample())
     async with running(worker):
         for done in range(total):
-            # At each step `concurrency` handlers run and exactly `limit` messages wait in the
-            # prefetch; everything else is still queued in Redis.
+            # At each step `concurrency` handlers run and the prefetch holds at most `limit`
+            # messages; everything else is still queued in Redis.
             in_flight = min(concurrency, total - done)
             await wait_until(lambda: len(started) == done + in_flight)  # noqa: B023
-            await wait_for_depth(layer, "jobs", max(0, total - len(started) - limit))
+            await wait_until(prefetch_topped_up, what="the prefetch topped up")
             permits.release()
         await wait_until(lambda: worker.stats.completed == total)
     sampling = False
