@@ -17,6 +17,7 @@ from worker.errors import REDIS_DOWN
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
 
+    from worker.arrivals import ArrivalWatch
     from worker.config import ChannelConfig
     from worker.delivery import Delivery
     from worker.prefetch import Prefetch
@@ -37,7 +38,9 @@ class ChannelListener:
 
     At-most-once pops may block in Redis while the channel is empty. At-least-once pops write
     the lease in the same atomic step as the pop, which a blocking pop cannot do, so an empty
-    channel is polled instead, from 1 ms up to ``IDLE_POLL_MAX_S`` between tries.
+    channel waits for an arrival notice from ``arrivals`` (one per host; see
+    ``worker.arrivals``), polling anyway every ``poll_timeout_s``. Where the server sends no
+    notices, an empty channel is polled from 1 ms up to ``IDLE_POLL_MAX_S`` between tries.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class ChannelListener:
         settlement: Settlement,
         stats: Stats,
         poll_timeout_s: float = POLL_TIMEOUT_S,
+        arrivals: Sequence[ArrivalWatch] = (),
     ) -> None:
         self.channel = channel
         self.config = config
@@ -59,6 +63,7 @@ class ChannelListener:
         self.settlement = settlement
         self.stats = stats
         self.poll_timeout_s = poll_timeout_s
+        self.arrivals = arrivals
         self.stopping = False
         self._stopped = asyncio.Event()
         #: Hosts whose poller raised unexpectedly and has not completed a poll since, with why.
@@ -67,6 +72,8 @@ class ChannelListener:
     def stop(self) -> None:
         self.stopping = True
         self._stopped.set()
+        for watch in self.arrivals:
+            watch.arrived.set()
         self.prefetch.close()
 
     async def poll(self, host_index: int) -> None:
@@ -79,9 +86,13 @@ class ChannelListener:
 
     async def _poll(self, host_index: int) -> None:
         queue = self.queues[host_index]
+        watch = self.arrivals[host_index] if self.arrivals else None
         backoff = Backoff()
         idle_s = 0.0
         while not self.stopping:
+            if watch is not None:
+                # Cleared before the pop: a message arriving during it wakes the next wait.
+                watch.arrived.clear()
             try:
                 found = await self._poll_once(host_index, queue)
             except REDIS_DOWN as error:
@@ -96,6 +107,10 @@ class ChannelListener:
                     )
                 await self._sleep(backoff.next_delay_s())
                 continue
+            if found:
+                # Let the handlers waiting for these messages start before the next round trip
+                # is prepared: it would otherwise run first and delay every one of them.
+                await asyncio.sleep(0)
             self.crashed.pop(host_index, None)
             if backoff.failures:
                 logger.info("Redis host %d is back for channel %r", host_index, self.channel)
@@ -103,6 +118,9 @@ class ChannelListener:
                 backoff.reset()
             if found or not self.config.leased:
                 idle_s = 0.0
+                continue
+            if watch is not None and watch.live:
+                await watch.wait(self.poll_timeout_s)
                 continue
             idle_s = min(IDLE_POLL_MAX_S, max(0.001, idle_s * 2))
             await self._sleep(idle_s)

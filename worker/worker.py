@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from channels_redis.core import RedisChannelLayer
 
+from worker.arrivals import ArrivalWatch
 from worker.config import ChannelConfig
 from worker.constants import (
     DEFAULT_EXPIRY_WARNING_S,
@@ -236,9 +237,14 @@ class Worker:
         settlement = Settlement(
             channel, config, queues, self._dead_letters, self.stats, self.worker_id, self.metrics
         )
+        arrivals = [
+            ArrivalWatch(client, keys.queue, f"channel {channel!r} on host {index}")
+            for index, client in enumerate(self._clients)
+            if config.leased
+        ]
         listener = ChannelListener(
             channel, config, self.layer, queues, prefetch, settlement, self.stats,
-            self.poll_timeout_s,
+            self.poll_timeout_s, arrivals,
         )  # fmt: skip
         slots = [
             InstanceSlot(self.application, channel, config, prefetch, settlement, self.stats)
@@ -261,6 +267,10 @@ class Worker:
             for index in range(len(queues))
         ]
         runtime.background = [
+            *(
+                asyncio.create_task(watch.run(), name=f"arrivals {channel} host {index}")
+                for index, watch in enumerate(arrivals)
+            ),
             asyncio.create_task(settlement.flush_acks_forever(), name=f"acks {channel}"),
             asyncio.create_task(
                 supervise(
