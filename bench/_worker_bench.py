@@ -49,6 +49,8 @@ class Sizes:
     latency_rate: float = 200.0
     latency_s: float = 5.0
     trials: int = 3
+    # Latency percentiles move more between runs than rates do: more, shorter trials.
+    latency_trials: int = 5
     backlog: int = 1_000_000
     backlog_s: int = 15
 
@@ -59,6 +61,7 @@ QUICK = Sizes(
     io_ours=2_000,
     latency_s=1.0,
     trials=1,
+    latency_trials=1,
     backlog=100_000,
     backlog_s=5,
 )
@@ -233,7 +236,7 @@ class Bench:
         count = int(self.sizes.latency_rate * self.sizes.latency_s)
         p50s: list[list[float]] = [[] for _ in contenders]
         p99s: list[list[float]] = [[] for _ in contenders]
-        for _ in range(self.sizes.trials):
+        for _ in range(self.sizes.latency_trials):
             for index, contender in enumerate(contenders):
                 self.client.flushall()
                 # One more message, sent first and left out, warms the worker's path up.

@@ -212,7 +212,7 @@ def latency_rows(bench: Bench) -> list[Row]:
             rows.append(
                 Row(
                     f"latency {quantile}, send to handler start, {sizes.latency_rate:g} msg/s for "
-                    f"{sizes.latency_s:g} s, median of {sizes.trials} "
+                    f"{sizes.latency_s:g} s, median of {sizes.latency_trials} "
                     f"(ours --concurrency {LATENCY_CONCURRENCY}{flags})",
                     f"{theirs[index]:.2f} ms",
                     f"{mine[index]:.2f} ms",
