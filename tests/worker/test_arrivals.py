@@ -41,6 +41,17 @@ def all_live(worker: Worker, channel: str) -> bool:
     return bool(current) and all(watch.live for watch in current)
 
 
+def slow_polling_worker(probe: Probe, layer: RedisChannelLayer) -> Worker:
+    """An at-least-once worker on channel "jobs" whose timed poll of an idle channel is rare."""
+    return make_worker(
+        channel_app({"jobs": looping_app(probe)}),
+        ["jobs"],
+        layer,
+        ChannelConfig(delivery="at-least-once"),
+        poll_timeout_s=SAFETY_POLL_S,
+    )
+
+
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
 def protocol(request: pytest.FixtureRequest) -> int:
     value: int = request.param
@@ -65,13 +76,7 @@ async def test_a_send_wakes_a_worker_whose_timed_poll_is_a_minute_away(
     worker_layer = RedisChannelLayer(
         hosts=[{"address": redis_url, "protocol": protocol}], capacity=1000, expiry=3600
     )
-    worker = make_worker(
-        channel_app({"jobs": looping_app(probe)}),
-        ["jobs"],
-        worker_layer,
-        ChannelConfig(delivery="at-least-once"),
-        poll_timeout_s=SAFETY_POLL_S,
-    )
+    worker = slow_polling_worker(probe, worker_layer)
     async with running(worker):
         await wait_until(lambda: all_live(worker, "jobs"), what="arrival notices live")
         for round_number in range(3):
@@ -131,13 +136,7 @@ async def test_a_server_refusing_tracking_leaves_the_channel_polled(
     probe = Probe()
     worker_layer = RedisChannelLayer(hosts=[limited_url], capacity=1000, expiry=3600)
     sender = RedisChannelLayer(hosts=[limited_url], capacity=1000, expiry=3600)
-    worker = make_worker(
-        channel_app({"jobs": looping_app(probe)}),
-        ["jobs"],
-        worker_layer,
-        ChannelConfig(delivery="at-least-once"),
-        poll_timeout_s=SAFETY_POLL_S,
-    )
+    worker = slow_polling_worker(probe, worker_layer)
     with caplog.at_level(logging.INFO, logger="worker.arrivals"):
         async with running(worker):
             await wait_until(lambda: "refused key tracking" in caplog.text, what="the log line")
