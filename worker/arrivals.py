@@ -12,7 +12,6 @@ tracking (older Redis, or an ACL that forbids it) keep the faster timed polling.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -45,13 +44,6 @@ class ArrivalWatch:
         self.live = False
         #: Notices read, about any key under the channel key's prefix.
         self.notices = 0
-
-    async def wait(self, timeout_s: float) -> None:
-        """Return when the key changed since ``arrived`` was last cleared, or after the timeout."""
-        # asyncio.timeout, unlike wait_for, needs no extra task on the way to a message.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self.arrived.wait()
 
     async def run(self) -> None:
         """Keep a tracking subscription open until cancelled, reconnecting; never raises."""

@@ -120,15 +120,15 @@ class ChannelListener:
                 idle_s = 0.0
                 continue
             if watch is not None and watch.live:
-                await watch.wait(self.poll_timeout_s)
+                # Until the key changed since the clear above, or a safety poll is due.
+                await _wait_set(watch.arrived, self.poll_timeout_s)
                 continue
             idle_s = min(IDLE_POLL_MAX_S, max(0.001, idle_s * 2))
             await self._sleep(idle_s)
 
     async def _sleep(self, delay_s: float) -> None:
         """Sleep, but wake at once when the listener is stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), delay_s)
+        await _wait_set(self._stopped, delay_s)
 
     async def _poll_once(self, host_index: int, queue: ChannelQueue) -> int:
         reserved = await self.prefetch.reserve(MAX_BATCH)
@@ -185,6 +185,14 @@ class ChannelListener:
                 "(max_message_bytes / --max-message-bytes)"
             )
         return decode(self.layer, self.channel, host_index, popped)
+
+
+async def _wait_set(event: asyncio.Event, timeout_s: float) -> None:
+    """Return once ``event`` is set or ``timeout_s`` has passed, whichever comes first."""
+    # asyncio.timeout, unlike wait_for, needs no extra task on the way to a message.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], stats: Stats) -> None:
