@@ -13,6 +13,7 @@ from worker.constants import (
     DEFAULT_MESSAGE_TIMEOUT_S,
     DEFAULT_SHUTDOWN_TIMEOUT_S,
 )
+from worker.event_loop import DEFAULT_LOOP, LOOPS
 from worker.health import DEFAULT_HEALTH_INTERVAL_S
 
 # Flags that set worker-wide defaults for ChannelConfig fields of the same name.
@@ -100,6 +101,12 @@ def _add_process_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--reload", action="store_true", help="restart when project code changes (development)"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=DEFAULT_LOOP,
+        help="event loop: auto (default) is uvloop when installed, else asyncio",
     )
 
 

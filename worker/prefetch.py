@@ -62,7 +62,9 @@ class Prefetch:
             self._ready.clear()
             await self._ready.wait()
         delivery = self._items.popleft()
-        self._space.set()
+        if len(self._items) + self._reserved <= self.low_water:
+            # Only now can a waiting poller go on; waking it on every take costs a task step.
+            self._space.set()
         return delivery
 
     def close(self) -> None:

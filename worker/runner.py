@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from worker.config import channel_configs, worker_setting
 from worker.constants import DEFAULT_EXPIRY_WARNING_S
 from worker.errors import ConfigurationError
+from worker.event_loop import DEFAULT_LOOP, loop_factory
 from worker.health import DEFAULT_HEALTH_INTERVAL_S
 from worker.options import CHANNEL_FLAGS
 
@@ -42,6 +43,8 @@ def run(options: dict[str, Any]) -> int:
             "No channels to consume: runworker CHANNEL [CHANNEL ...], e.g. "
             "runworker thumbnails-generate thumbnails-delete."
         )
+    # Checked before anything starts, so a missing uvloop is one clear error, not one per child.
+    new_loop = loop_factory(options.get("loop") or DEFAULT_LOOP)
     if options.get("reload"):
         return _run_reloading()
     if options.get("processes", 1) > 1:
@@ -55,7 +58,8 @@ def run(options: dict[str, Any]) -> int:
         from worker.metrics import serve
 
         serve(options["metrics_port"], options["metrics_host"])
-    code: int = asyncio.run(_serve(worker))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        code: int = runner.run(_serve(worker))
     return code
 
 

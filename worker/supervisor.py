@@ -29,6 +29,7 @@ _CHILD_OPTIONS = (
     ("log_level", "--log-level"),
     ("log_format", "--log-format"),
     ("health_interval_s", "--health-interval-s"),
+    ("loop", "--loop"),
 )
 
 

@@ -24,6 +24,7 @@ from worker.constants import (
 )
 from worker.dead_letters import DeadLetterBounds, DeadLetters
 from worker.errors import REDIS_DOWN, ConfigurationError
+from worker.event_loop import running_loop_name
 from worker.health import DEFAULT_HEALTH_INTERVAL_S, HealthReporter
 from worker.instance import InstanceSlot
 from worker.keys import ChannelKeys
@@ -148,7 +149,7 @@ class Worker:
         try:
             for channel in self.channels:
                 self._runtimes[channel] = self._start_channel(channel)
-            logger.info("%s", self.startup_line())
+            logger.info("%s, %s event loop", self.startup_line(), running_loop_name())
             health_task = asyncio.create_task(
                 supervise("Health reporter", health.run, self.stats), name="health"
             )

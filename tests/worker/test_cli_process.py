@@ -300,6 +300,64 @@ def test_worker_idle_for_12_s_still_handles_the_next_message(
     assert not worker.matches(r" (WARNING|ERROR) ")
 
 
+# Event loops
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("loop", "running"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+def test_runworker_handles_messages_and_drains_on_the_event_loop_it_is_given(
+    processes: Processes, host: dict[str, Any], client: redis.Redis, loop: str, running: str
+) -> None:
+    worker = processes.runworker(host, "--loop", loop, "--concurrency", "2")
+    worker.wait_for_line(rf"Worker \S+ consuming {TASKS_CHANNEL} .*, {running} event loop$")
+    send_tasks(host, [{"id": "quick"}, {"id": "slow", "sleep_s": 1}])
+    wait_until(lambda: "slow" in started_ids(client), "the slow handler to start", log=worker)
+
+    assert stop(worker) == 0
+    assert sorted(done_ids(client)) == ["quick", "slow"]
+    assert worker.summary()["completed"] == 2
+
+
+def hide_uvloop(directory: Path) -> dict[str, str]:
+    """A worker environment in which ``import uvloop`` fails, as where it is not installed."""
+    package = directory / "uvloop"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('No module named uvloop')\n")
+    env = worker_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(directory), env["PYTHONPATH"]])
+    return env
+
+
+def test_runworker_loop_uvloop_without_uvloop_is_a_one_line_configuration_error(
+    tmp_path: Path,
+) -> None:
+    code, lines = run_once(
+        runworker_command("--loop", "uvloop", TASKS_CHANNEL), hide_uvloop(tmp_path), tmp_path
+    )
+
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    assert re.search(
+        r" ERROR worker \[\d+\] --loop uvloop needs the uvloop package, which is not installed",
+        lines[0],
+    ), lines[0]
+
+
+@pytest.mark.redis
+def test_runworker_without_uvloop_runs_on_asyncio_by_default(
+    processes: Processes, host: dict[str, Any], client: redis.Redis, tmp_path: Path
+) -> None:
+    env = hide_uvloop(tmp_path) | {"REDIS_URL": host["address"]}
+    worker = processes.start(runworker_command(TASKS_CHANNEL), env)
+    worker.wait_for_line(rf"Worker \S+ consuming {TASKS_CHANNEL} .*, asyncio event loop$")
+    send_tasks(host, [{"id": "no-uvloop"}])
+
+    wait_until(lambda: done_ids(client) == ["no-uvloop"], "the message", log=worker)
+    assert stop(worker) == 0
+
+
 # Django integration
 
 
