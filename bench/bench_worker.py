@@ -10,12 +10,15 @@ once; a rate counts from the first handler start to the last handler end.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from redis.utils import HIREDIS_AVAILABLE
 
 from bench._processes import redis_server
 from bench._worker_bench import (
@@ -31,6 +34,7 @@ from bench._worker_bench import (
     our_worker,
 )
 from bench.worker_apps import noop_consumer, sleep_consumer
+from worker.event_loop import DEFAULT_LOOP, loop_factory
 
 CONCURRENCY = 100
 LATENCY_CONCURRENCY = 10
@@ -59,6 +63,12 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+def _default_loop() -> str:
+    loop = loop_factory(DEFAULT_LOOP)()
+    loop.close()
+    return "asyncio" if isinstance(loop, asyncio.BaseEventLoop) else type(loop).__module__
+
+
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -68,6 +78,10 @@ def rate_row(scenario: str, channels: float, ours: float, target: float) -> Row:
     return Row(
         scenario, _rate(channels), _rate(ours), f"{ratio:.1f}x", f">= {target:g}x", ratio < target
     )
+
+
+def report_row(scenario: str, channels: float, ours: float) -> Row:
+    return Row(scenario, _rate(channels), _rate(ours), f"{ours / channels:.1f}x", "report")
 
 
 def cpu_row(scenario: str, channels: Rate, ours: Rate) -> Row:
@@ -87,18 +101,20 @@ def consumer_rows(bench: Bench) -> list[Row]:
     ceiling_one = dispatch_ceiling(noop_consumer, "bench.noop", count, 1, bench.sizes.trials)
     ceiling = dispatch_ceiling(noop_consumer, "bench.noop", count, CONCURRENCY, bench.sizes.trials)
     say(f"bare AsyncConsumer dispatch ceiling: {_rate(ceiling_one)} (1), {_rate(ceiling)} (many)")
-    theirs, ours, at_most_once, two = bench.throughput(
+    theirs, ours, at_most_once, two, plain_loop = bench.throughput(
         [
             (channels_worker(), count),
             (our_worker(CONCURRENCY), count),
             (our_worker(CONCURRENCY, delivery="at-most-once"), count),
             (our_worker(CONCURRENCY, processes=2), count),
+            (our_worker(CONCURRENCY, loop="asyncio"), count),
         ],
         "noop_consumer",
     )
     say(
         f"no-op AsyncConsumer: Channels {_rate(theirs.rate)}, ours {_rate(ours.rate)}, "
-        f"at-most-once {_rate(at_most_once.rate)}, 2 processes {_rate(two.rate)}"
+        f"at-most-once {_rate(at_most_once.rate)}, 2 processes {_rate(two.rate)}, "
+        f"--loop asyncio {_rate(plain_loop.rate)}"
     )
     name = f"no-op AsyncConsumer, {count:,} msgs"
     return [
@@ -106,6 +122,7 @@ def consumer_rows(bench: Bench) -> list[Row]:
             f"{name}, 1 process (ours --concurrency {CONCURRENCY})", theirs.rate, ours.rate, 4
         ),
         rate_row(f"{name}, ours --delivery at-most-once", theirs.rate, at_most_once.rate, 4),
+        report_row(f"{name}, ours --loop asyncio", theirs.rate, plain_loop.rate),
         Row(
             f"{name}: ours at-least-once (the default) / ours at-most-once",
             "",
@@ -146,10 +163,14 @@ def app_and_io_rows(bench: Bench) -> list[Row]:
         [(channels_worker(), sizes.noop), (our_worker(CONCURRENCY), sizes.noop)], "noop_app"
     )
     say(f"no-op ASGI app: Channels {_rate(theirs.rate)}, ours {_rate(ours.rate)}")
-    io_theirs, io_ours = (
+    io_theirs, io_ours, io_plain_loop = (
         result.rate
         for result in bench.throughput(
-            [(channels_worker(), sizes.io_channels), (our_worker(CONCURRENCY), sizes.io_ours)],
+            [
+                (channels_worker(), sizes.io_channels),
+                (our_worker(CONCURRENCY), sizes.io_ours),
+                (our_worker(CONCURRENCY, loop="asyncio"), sizes.io_ours),
+            ],
             "sleep_consumer",
         )
     )
@@ -157,8 +178,8 @@ def app_and_io_rows(bench: Bench) -> list[Row]:
         sleep_consumer, "bench.sleep", sizes.io_ours // 4, CONCURRENCY, sizes.trials
     )
     say(
-        f"10 ms I/O handler: Channels {_rate(io_theirs)}, ours {_rate(io_ours)}; "
-        f"in-process ceiling {_rate(io_ceiling)}"
+        f"10 ms I/O handler: Channels {_rate(io_theirs)}, ours {_rate(io_ours)}, "
+        f"--loop asyncio {_rate(io_plain_loop)}; in-process ceiling {_rate(io_ceiling)}"
     )
     return [
         rate_row(
@@ -175,6 +196,7 @@ def app_and_io_rows(bench: Bench) -> list[Row]:
             io_ours,
             50,
         ),
+        report_row("10 ms I/O handler, ours --loop asyncio", io_theirs, io_plain_loop),
         Row(
             f"10 ms I/O handler: share of the same consumer's in-process ceiling "
             f"({CONCURRENCY} instances on an asyncio.Queue, no Redis)",
@@ -280,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
 
     say(
         f"Python {sys.version.split()[0]}, Django {django.__version__}, channels "
-        f"{channels.__version__}, {os.cpu_count()} CPUs, load average {_load()}; {sizes}"
+        f"{channels.__version__}, {os.cpu_count()} CPUs, load average {_load()}; ours on the "
+        f"{_default_loop()} event loop (--loop {DEFAULT_LOOP}), hiredis "
+        f"{'installed' if HIREDIS_AVAILABLE else 'not installed'}; {sizes}"
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     started = time.monotonic()
