@@ -320,6 +320,20 @@ def test_runworker_handles_messages_and_drains_on_the_event_loop_it_is_given(
     assert worker.summary()["completed"] == 2
 
 
+@pytest.mark.redis
+def test_supervised_workers_run_on_the_event_loop_the_supervisor_was_given(
+    processes: Processes, host: dict[str, Any]
+) -> None:
+    supervisor = processes.start(
+        runworker_command("--processes", "2", "--loop", "asyncio", TASKS_CHANNEL),
+        worker_env(host),
+    )
+
+    supervisor.wait_for_lines(rf"Worker \S+ consuming {TASKS_CHANNEL} .*, asyncio event loop$", 2)
+    assert not supervisor.matches("uvloop event loop")
+    assert stop(supervisor) == 0
+
+
 def hide_uvloop(directory: Path) -> dict[str, str]:
     """A worker environment in which ``import uvloop`` fails, as where it is not installed."""
     package = directory / "uvloop"
