@@ -10,7 +10,6 @@ once; a rate counts from the first handler start to the last handler end.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from bench._worker_bench import (
     our_worker,
 )
 from bench.worker_apps import noop_consumer, sleep_consumer
-from worker.event_loop import DEFAULT_LOOP, loop_factory
+from worker.event_loop import DEFAULT_LOOP, loop_factory, loop_name
 
 CONCURRENCY = 100
 LATENCY_CONCURRENCY = 10
@@ -66,7 +65,7 @@ def _load() -> str:
 def _default_loop() -> str:
     loop = loop_factory(DEFAULT_LOOP)()
     loop.close()
-    return "asyncio" if isinstance(loop, asyncio.BaseEventLoop) else type(loop).__module__
+    return loop_name(loop)
 
 
 def say(line: str) -> None:

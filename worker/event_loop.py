@@ -32,7 +32,11 @@ def loop_factory(name: str) -> LoopFactory:
     return factory
 
 
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio``, whichever made ``loop``."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
 def running_loop_name() -> str:
     """``uvloop`` or ``asyncio``, whichever runs the current event loop."""
-    module = type(asyncio.get_running_loop()).__module__
-    return "uvloop" if module.startswith("uvloop") else "asyncio"
+    return loop_name(asyncio.get_running_loop())

@@ -34,9 +34,14 @@ class Prefetch:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def _running_low(self) -> bool:
+        """At most half the buffer is held or about to be: time for a poller to refill it."""
+        return len(self._items) + self._reserved <= self.low_water
+
     async def reserve(self, most: int) -> int:
         """Wait until the buffer runs low, then reserve up to ``most`` free slots; 0 once closed."""
-        while len(self._items) + self._reserved > self.low_water and not self._closed:
+        while not self._running_low and not self._closed:
             self._space.clear()
             await self._space.wait()
         if self._closed:
@@ -62,7 +67,7 @@ class Prefetch:
             self._ready.clear()
             await self._ready.wait()
         delivery = self._items.popleft()
-        if len(self._items) + self._reserved <= self.low_water:
+        if self._running_low:
             # Only now can a waiting poller go on; waking it on every take costs a task step.
             self._space.set()
         return delivery
