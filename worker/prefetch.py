@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 from worker.delivery import Delivery
@@ -25,7 +26,9 @@ class Prefetch:
         self._reserved = 0
         self._closed = False
         self._space = asyncio.Event()
-        self._ready = asyncio.Event()
+        # One future per instance waiting for a message. A put wakes only the first: with an
+        # event every idle instance of the channel would wake to find one message between them.
+        self._getters: deque[asyncio.Future[None]] = deque()
 
     @property
     def free(self) -> int:
@@ -60,17 +63,34 @@ class Prefetch:
         """Fill one reserved slot."""
         self._reserved -= 1
         self._items.append(delivery)
-        self._ready.set()
+        self._wake_getter()
 
     async def get(self) -> Delivery:
         while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except asyncio.CancelledError:
+                if getter.cancelled():
+                    with contextlib.suppress(ValueError):  # unless a put already skipped it
+                        self._getters.remove(getter)
+                else:
+                    # Woken for a message, then cancelled: pass the wake-up on.
+                    self._wake_getter()
+                raise
         delivery = self._items.popleft()
         if self._running_low:
             # Only now can a waiting poller go on; waking it on every take costs a task step.
             self._space.set()
         return delivery
+
+    def _wake_getter(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
 
     def close(self) -> None:
         """Stop handing out reservations; waiting pollers return 0."""

@@ -47,6 +47,46 @@ async def test_reserve_waits_until_a_slot_is_released() -> None:
     assert await asyncio.wait_for(waiting, 1) == 1
 
 
+async def test_a_put_goes_to_the_longest_waiting_instance_only() -> None:
+    prefetch = Prefetch(4)
+    assert await prefetch.reserve(4) == 4
+    waiting = [asyncio.create_task(prefetch.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    prefetch.put(delivery(0))
+    # Every waiter runs here at least once, whether it was woken or not.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [task.done() for task in waiting] == [True, False, False]
+    assert waiting[0].result().message["n"] == 0
+    prefetch.put(delivery(1))
+    assert (await asyncio.wait_for(waiting[1], 1)).message["n"] == 1
+    waiting[2].cancel()
+
+
+async def test_a_woken_instance_cancelled_before_it_runs_passes_the_message_on() -> None:
+    prefetch = Prefetch(4)
+    assert await prefetch.reserve(4) == 4
+    first, second = (asyncio.create_task(prefetch.get()) for _ in range(2))
+    await asyncio.sleep(0)
+    prefetch.put(delivery(0))
+    first.cancel()
+    assert (await asyncio.wait_for(second, 1)).message["n"] == 0
+    assert first.cancelled()
+
+
+async def test_a_cancelled_waiter_is_skipped_by_the_next_put() -> None:
+    prefetch = Prefetch(4)
+    assert await prefetch.reserve(4) == 4
+    gone = asyncio.create_task(prefetch.get())
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    live = asyncio.create_task(prefetch.get())
+    await asyncio.sleep(0)
+    prefetch.put(delivery(0))
+    assert (await asyncio.wait_for(live, 1)).message["n"] == 0
+
+
 async def test_reserve_waits_until_half_the_buffer_is_taken() -> None:
     prefetch = Prefetch(4)
     assert await prefetch.reserve(4) == 4
