@@ -85,7 +85,10 @@ class ChannelListener:
             raise
 
     async def _poll(self, host_index: int) -> None:
-        queue = self.queues[host_index]
+        async with self.queues[host_index].own_connection() as queue:
+            await self._poll_on(host_index, queue)
+
+    async def _poll_on(self, host_index: int, queue: ChannelQueue) -> None:
         watch = self.arrivals[host_index] if self.arrivals else None
         backoff = Backoff()
         idle_s = 0.0
