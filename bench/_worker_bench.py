@@ -51,7 +51,7 @@ class Sizes:
     latency_s: float = 5.0
     trials: int = 3
     # Latency percentiles move more between runs than rates do: more, shorter trials.
-    latency_trials: int = 5
+    latency_trials: int = 9
     backlog: int = 1_000_000
     backlog_s: int = 15
 
@@ -241,8 +241,11 @@ class Bench:
         count = int(self.sizes.latency_rate * self.sizes.latency_s)
         p50s: list[list[float]] = [[] for _ in contenders]
         p99s: list[list[float]] = [[] for _ in contenders]
-        for _ in range(self.sizes.latency_trials):
-            for index, contender in enumerate(contenders):
+        for trial in range(self.sizes.latency_trials):
+            # Each trial starts with the next contender, so none always runs after the same one.
+            for step in range(len(contenders)):
+                index = (trial + step) % len(contenders)
+                contender = contenders[index]
                 self.client.flushall()
                 # One more message, sent first and left out, warms the worker's path up.
                 with self.start(contender, "latency_consumer", count + 1) as worker:
