@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
 
 from worker.delivery import Delivery
 
@@ -22,25 +20,24 @@ class Prefetch:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.low_water = limit // 2
-        self._items: deque[Delivery] = deque()
+        # Unbounded here (the bound is kept by reservations); a put wakes one waiting instance
+        # only, where an event would wake every idle one to find one message between them.
+        self._items: asyncio.Queue[Delivery] = asyncio.Queue()
         self._reserved = 0
         self._closed = False
         self._space = asyncio.Event()
-        # One future per instance waiting for a message. A put wakes only the first: with an
-        # event every idle instance of the channel would wake to find one message between them.
-        self._getters: deque[asyncio.Future[None]] = deque()
 
     @property
     def free(self) -> int:
-        return self.limit - len(self._items) - self._reserved
+        return self.limit - self._items.qsize() - self._reserved
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._items.qsize()
 
     @property
     def _running_low(self) -> bool:
         """At most half the buffer is held or about to be: time for a poller to refill it."""
-        return len(self._items) + self._reserved <= self.low_water
+        return self._items.qsize() + self._reserved <= self.low_water
 
     async def reserve(self, most: int) -> int:
         """Wait until the buffer runs low, then reserve up to ``most`` free slots; 0 once closed."""
@@ -62,35 +59,14 @@ class Prefetch:
     def put(self, delivery: Delivery) -> None:
         """Fill one reserved slot."""
         self._reserved -= 1
-        self._items.append(delivery)
-        self._wake_getter()
+        self._items.put_nowait(delivery)
 
     async def get(self) -> Delivery:
-        while not self._items:
-            getter = asyncio.get_running_loop().create_future()
-            self._getters.append(getter)
-            try:
-                await getter
-            except asyncio.CancelledError:
-                if getter.cancelled():
-                    with contextlib.suppress(ValueError):  # unless a put already skipped it
-                        self._getters.remove(getter)
-                else:
-                    # Woken for a message, then cancelled: pass the wake-up on.
-                    self._wake_getter()
-                raise
-        delivery = self._items.popleft()
+        delivery = await self._items.get()
         if self._running_low:
             # Only now can a waiting poller go on; waking it on every take costs a task step.
             self._space.set()
         return delivery
-
-    def _wake_getter(self) -> None:
-        while self._getters:
-            getter = self._getters.popleft()
-            if not getter.done():
-                getter.set_result(None)
-                return
 
     def close(self) -> None:
         """Stop handing out reservations; waiting pollers return 0."""
@@ -99,6 +75,7 @@ class Prefetch:
 
     def drain(self) -> list[Delivery]:
         """Remove and return everything not yet started."""
-        items = list(self._items)
-        self._items.clear()
+        items: list[Delivery] = []
+        while not self._items.empty():
+            items.append(self._items.get_nowait())
         return items
