@@ -2,11 +2,11 @@
 
 An at-least-once pop writes the lease in the same atomic step as the pop, which a blocking pop
 cannot do, so those channels are polled. Redis 6 and later can push a notice whenever a key
-changes, with no server configuration: client-side caching's broadcasting mode
-(``CLIENT TRACKING ON BCAST PREFIX <key>``) redirected to a connection subscribed to
-``__redis__:invalidate``. A send's ``ZADD`` then wakes the poller one network hop later, as a
-blocking pop would, and an idle channel needs only an occasional safety poll. Servers without
-tracking (older Redis, or an ACL that forbids it) keep the faster timed polling.
+changes, with no server configuration: client-side caching's key tracking. The poller's own
+connection tracks the channel key its pops read and redirects the notices to an ``ArrivalWatch``
+connection (see ``worker.pop_connection``), so a send's ``ZADD`` wakes the poller one network
+hop later, as a blocking pop would, and an idle channel needs only an occasional safety poll.
+Servers without tracking (older Redis, or an ACL that forbids it) keep the faster timed polling.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from worker._backoff import Backoff
+from worker._connection import call, dedicated_connection
 from worker.errors import REDIS_DOWN
 
 if TYPE_CHECKING:
@@ -27,13 +28,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
-# A silent subscription is pinged this often; a ping unanswered by the next one means the
+# A silent connection is pinged this often; a ping unanswered by the next one means the
 # connection is gone even if the socket never said so.
 KEEPALIVE_S = 5.0
 
 
 class ArrivalWatch:
-    """Sets ``arrived`` whenever the channel's key on one host is modified."""
+    """Receives the key notices of one channel's poller on one host; sets ``arrived`` for its key.
+
+    The poller's connection sends its notices here (``REDIRECT`` to ``client_id``); notices
+    about other keys its pops read are counted and ignored.
+    """
 
     def __init__(self, redis: Redis, key: str, label: str) -> None:
         self.redis = redis
@@ -42,23 +47,25 @@ class ArrivalWatch:
         self.arrived = asyncio.Event()
         #: Whether notices are flowing now; while false the poller keeps to timed polling.
         self.live = False
-        #: Notices read, about any key under the channel key's prefix.
+        #: This connection's Redis client id while live: where the poller redirects notices.
+        self.client_id: int | None = None
+        #: Set once the server refused tracking: the channel is polled from then on.
+        self.refused = False
+        #: Notices read, about any key the poller's connection tracks.
         self.notices = 0
 
     async def run(self) -> None:
-        """Keep a tracking subscription open until cancelled, reconnecting; never raises."""
+        """Receive notices until cancelled or refused, reconnecting; never raises."""
         backoff = Backoff()
-        while True:
-            connection = self._connection()
+        while not self.refused:
+            connection = dedicated_connection(self.redis)
             try:
                 if not await self._subscribe(connection):
                     return
                 backoff.reset()
                 await self._listen(connection)
             except ResponseError as error:
-                # An old server (no CLIENT TRACKING), or an ACL without CLIENT or SUBSCRIBE.
-                logger.info("%s is polled: the server refused key tracking (%s)", self.label, error)
-                return
+                self.refuse(error)
             except REDIS_DOWN:
                 pass
             except Exception:
@@ -66,39 +73,42 @@ class ArrivalWatch:
             finally:
                 self._lost()
                 await connection.disconnect()
-            await backoff.wait()
+            if not self.refused:
+                await backoff.wait()
 
-    def _connection(self) -> AbstractConnection:
-        """A connection like the pool's (address, credentials, TLS, protocol), outside it."""
-        connection: AbstractConnection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        return connection
+    def refuse(self, error: Exception) -> None:
+        """The server refused key tracking (an old server, or an ACL): poll from now on."""
+        if not self.refused:
+            logger.info("%s is polled: the server refused key tracking (%s)", self.label, error)
+        self.refused = True
+        self._lost()
 
     def _lost(self) -> None:
         # The poller may be waiting for a notice that will not come: let it poll on a timer.
         self.live = False
+        self.client_id = None
         self.arrived.set()
 
     async def _subscribe(self, connection: AbstractConnection) -> bool:
-        """Turn tracking on for this connection; False when this redis-py cannot read notices."""
+        """Make this connection a notice target; False when this redis-py cannot read notices."""
         await connection.connect()  # type: ignore[no-untyped-call]
         resp3 = str(getattr(connection, "protocol", 2)) == "3"
         if resp3:
-            # RESP3 sends notices to the tracking connection itself, as "invalidate" push
-            # frames, which redis-py hands to this hook.
+            # RESP3 sends notices to the redirect target as "invalidate" push frames, which
+            # redis-py hands to this hook.
             hook = getattr(connection._parser, "set_invalidation_push_handler", None)
             if hook is None:
                 logger.info("%s is polled: this redis-py cannot read key notices", self.label)
                 return False
             hook(self._on_invalidate)
-            redirect: tuple[Any, ...] = ()
-        else:
-            # RESP2 has no push frames: notices go to a subscriber, here the same connection.
-            redirect = ("REDIRECT", await _call(connection, "CLIENT", "ID"))
-        await _call(connection, "CLIENT", "TRACKING", "ON", *redirect, "BCAST", "PREFIX", self.key)
+        client_id = int(await call(connection, "CLIENT", "ID"))
         if not resp3:
-            await _call(connection, "SUBSCRIBE", INVALIDATE_CHANNEL)
+            # RESP2 has no push frames: the target subscribes to the notice channel.
+            await call(connection, "SUBSCRIBE", INVALIDATE_CHANNEL)
+        self.client_id = client_id
         self.live = True
-        # Anything sent before tracking began is found by the poll this wakes.
+        # The poller's next pop, which this wakes, redirects tracking here and finds anything
+        # sent meanwhile.
         self.arrived.set()
         return True
 
@@ -116,7 +126,7 @@ class ArrivalWatch:
 
     async def _listen(self, connection: AbstractConnection) -> None:
         pinged = False
-        while True:
+        while not self.refused:
             # push_request: a RESP3 push frame is returned (after its hook ran), not skipped.
             notice = await connection.read_response(timeout=KEEPALIVE_S, push_request=True)
             if notice is None:
@@ -129,8 +139,3 @@ class ArrivalWatch:
             # A RESP2 notice: [b"message", b"__redis__:invalidate", keys].
             if isinstance(notice, list) and len(notice) == 3 and notice[0] == b"message":
                 self._notice(notice[2])
-
-
-async def _call(connection: AbstractConnection, *args: Any) -> Any:
-    await connection.send_command(*args)
-    return await connection.read_response()

@@ -13,6 +13,7 @@ from worker._backoff import Backoff
 from worker.constants import IDLE_POLL_MAX_S, MAX_BATCH, POLL_TIMEOUT_S
 from worker.delivery import InvalidMessage, decode
 from worker.errors import REDIS_DOWN
+from worker.pop_connection import PopConnection
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -85,11 +86,16 @@ class ChannelListener:
             raise
 
     async def _poll(self, host_index: int) -> None:
-        async with self.queues[host_index].own_connection() as queue:
-            await self._poll_on(host_index, queue)
-
-    async def _poll_on(self, host_index: int, queue: ChannelQueue) -> None:
         watch = self.arrivals[host_index] if self.arrivals else None
+        connection = PopConnection(self.queues[host_index], watch)
+        try:
+            await self._poll_on(host_index, connection, watch)
+        finally:
+            await connection.aclose()
+
+    async def _poll_on(
+        self, host_index: int, connection: PopConnection, watch: ArrivalWatch | None
+    ) -> None:
         backoff = Backoff()
         idle_s = 0.0
         while not self.stopping:
@@ -97,7 +103,7 @@ class ChannelListener:
                 # Cleared before the pop: a message arriving during it wakes the next wait.
                 watch.arrived.clear()
             try:
-                found = await self._poll_once(host_index, queue)
+                found, remaining = await self._poll_once(host_index, connection)
             except REDIS_DOWN as error:
                 self.stats.redis_errors += 1
                 if backoff.failures == 0:
@@ -119,8 +125,10 @@ class ChannelListener:
                 logger.info("Redis host %d is back for channel %r", host_index, self.channel)
                 self.settlement.metrics.reconnected()
                 backoff.reset()
-            if found or not self.config.leased:
+            if found:
                 idle_s = 0.0
+            if remaining or not self.config.leased:
+                # More is waiting, or an at-most-once pop blocks in Redis when there is none.
                 continue
             if watch is not None and watch.live:
                 # Until the key changed since the clear above, or a safety poll is due.
@@ -133,26 +141,28 @@ class ChannelListener:
         """Sleep, but wake at once when the listener is stopped."""
         await _wait_set(self._stopped, delay_s)
 
-    async def _poll_once(self, host_index: int, queue: ChannelQueue) -> int:
+    async def _poll_once(self, host_index: int, connection: PopConnection) -> tuple[int, int]:
+        """Pop what the prefetch bound allows: how many were popped, and how many are left."""
         reserved = await self.prefetch.reserve(MAX_BATCH)
         if reserved == 0:
-            return 0
+            return 0, 0
         popped: list[Popped] = []
+        remaining = 0
         try:
             lease_deadline = time.time() + self.config.lease_s if self.config.leased else 0.0
-            popped = await queue.pop(reserved, lease_deadline)
+            popped, remaining = await connection.pop(reserved, lease_deadline)
             if not popped and not self.stopping and not self.config.leased:
                 # Wait for the next message holding a single slot, so other hosts' pollers
                 # can still fill the rest.
                 self.prefetch.release(reserved - 1)
                 reserved = 1
-                one = await queue.wait_pop(self.poll_timeout_s)
+                one = await connection.queue.wait_pop(self.poll_timeout_s)
                 popped = [one] if one is not None else []
         finally:
             self.prefetch.release(reserved - len(popped))
         for item in popped:
             await self._accept(host_index, item)
-        return len(popped)
+        return len(popped), remaining
 
     async def _accept(self, host_index: int, popped: Popped) -> None:
         self.stats.received += 1

@@ -7,9 +7,8 @@ members being serialised messages scored by their send time. Senders trim member
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -49,19 +48,14 @@ class ChannelQueue:
         self._schedule_retry = redis.register_script(scripts.SCHEDULE_RETRY)
         self._promote_due = redis.register_script(scripts.PROMOTE_DUE)
 
-    @contextlib.asynccontextmanager
-    async def own_connection(self) -> AsyncIterator[ChannelQueue]:
-        """This queue on one pooled connection held until exit, for a caller in a loop.
-
-        A command through the pool checks a connection out and back in every time (a lock, a
-        readiness check of its socket, bookkeeping): tens of microseconds on every pop, on the
-        way of each message from ``send`` to its handler. A poller pops on a held one.
-        """
-        client = self.redis.client()
-        try:
-            yield ChannelQueue(client, self.keys, self.expiry_s)
-        finally:
-            await client.aclose()
+    def pop_command(self, count: int, lease_deadline: float = 0.0) -> tuple[Any, ...]:
+        """The ``EVALSHA`` of ``pop``, for a caller sending it on a connection of its own."""
+        keys = self.keys
+        return (
+            "EVALSHA", self._pop.sha, 4,
+            keys.queue, keys.inflight, keys.attempts, keys.first_attempt,
+            count, lease_deadline,
+        )  # fmt: skip
 
     async def pop(self, count: int, lease_deadline: float = 0.0) -> list[Popped]:
         """Take up to ``count`` of the oldest messages without waiting.
@@ -69,22 +63,9 @@ class ChannelQueue:
         With a ``lease_deadline``, each message is also held in the in-flight set until then,
         in the same atomic step.
         """
-        keys = self.keys
-        reply: Any = await self._pop(
-            keys=[keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
-            args=[count, lease_deadline],
-        )
-        pairs, records = reply
-        popped = [Popped(pairs[i], float(pairs[i + 1])) for i in range(0, len(pairs), 2)]
-        # Only retried or redelivered messages have attempt records; see scripts.POP.
-        for i in range(0, len(records), 3):
-            index = int(records[i]) - 1
-            popped[index] = replace(
-                popped[index],
-                previous_attempts=int(records[i + 1]),
-                first_attempt_at=_float(records[i + 2]),
-            )
-        return popped
+        command = self.pop_command(count, lease_deadline)
+        reply: Any = await self._pop(keys=command[3:7], args=command[7:])
+        return parse_pop(reply)[0]
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
         """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease).
@@ -167,6 +148,21 @@ class ChannelQueue:
 
     async def depth(self) -> int:
         return int(await self.redis.zcard(self.key))
+
+
+def parse_pop(reply: Any) -> tuple[list[Popped], int]:
+    """The messages in a reply of ``scripts.POP``, and how many were left on the channel."""
+    pairs, records, remaining = reply
+    popped = [Popped(pairs[i], float(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+    # Only retried or redelivered messages have attempt records; see scripts.POP.
+    for i in range(0, len(records), 3):
+        index = int(records[i]) - 1
+        popped[index] = replace(
+            popped[index],
+            previous_attempts=int(records[i + 1]),
+            first_attempt_at=_float(records[i + 2]),
+        )
+    return popped, int(remaining)
 
 
 def _float(value: Any) -> float | None:

@@ -29,7 +29,9 @@ end
 # KEYS: queue, inflight, attempts, first_attempt. ARGV: count, lease deadline (0: no lease).
 # Returns {member, score, member, score, ...} and, for the few members with attempt records,
 # {position (1-based pair), attempts so far, first attempt time ('' when none), ...}: fresh
-# messages cost two reply elements, not four.
+# messages cost two reply elements, not four. Then how many messages are left: that read of the
+# queue, after the pop, is also what makes a tracking connection hear of the next change to it
+# (see worker.arrivals).
 POP = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 local deadline = tonumber(ARGV[2])
@@ -44,7 +46,7 @@ for i = 1, #popped, 2 do
         records[#records + 1] = redis.call('HGET', KEYS[4], member) or ''
     end
 end
-return {popped, records}
+return {popped, records, redis.call('ZCARD', KEYS[1])}
 """
 
 # KEYS: queue, inflight. ARGV: now, expiry, members in delivery order.

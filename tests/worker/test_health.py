@@ -33,7 +33,7 @@ from tests.worker.process_helpers import WorkerProcess
 from worker.config import ChannelConfig
 from worker.health import HealthRecord, check
 from worker.keys import health_key
-from worker.queue import ChannelQueue
+from worker.pop_connection import PopConnection
 from worker.worker import Worker
 
 # Stale after three intervals: short enough to see hangs quickly, long enough for a busy CI host.
@@ -237,10 +237,10 @@ async def test_check_fails_naming_the_channel_while_its_listener_keeps_crashing(
         await first_record(tmp_path)
         assert check(["jobs"], tmp_path)[0]
 
-        async def broken_pop(self: ChannelQueue, count: int, lease_deadline: float = 0.0) -> Any:
+        async def broken_pop(self: PopConnection, count: int, lease_deadline: float = 0.0) -> Any:
             raise RuntimeError("pop is broken")
 
-        monkeypatch.setattr(ChannelQueue, "pop", broken_pop)
+        monkeypatch.setattr(PopConnection, "pop", broken_pop)
         await wait_until(lambda: not check(["jobs"], tmp_path)[0], what="an unhealthy check")
         problem = "listener for channel 'jobs' on host 0 failed: RuntimeError: pop is broken"
         assert check(["jobs"], tmp_path) == (

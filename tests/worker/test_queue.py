@@ -186,17 +186,3 @@ async def test_give_back_releases_leases(
     await queue.give_back([item.member for item in popped])
     assert await redis.zcard(inflight_key) == 0
     assert [number for number, _ in await queued(redis, layer)] == [0, 1]
-
-
-async def test_own_connection_keeps_one_connection_and_gives_it_back(
-    layer: RedisChannelLayer, redis: Redis, queue: ChannelQueue
-) -> None:
-    await layer.send("jobs", {"type": "job.run", "n": 0})
-    async with queue.own_connection() as held:
-        held_id = await held.redis.client_id()
-        # Another caller meanwhile gets a different connection from the pool.
-        assert await redis.client_id() != held_id
-        assert len(await held.pop(5)) == 1
-        assert await held.redis.client_id() == held_id
-    # Given back on exit: the pool lends the same connection to the next command.
-    assert {await redis.client_id(), await redis.client_id()} >= {held_id}

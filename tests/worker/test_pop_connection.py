@@ -1,0 +1,93 @@
+"""``worker.pop_connection.PopConnection``: a poller's pops on a connection of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from worker._connection import call
+from worker.keys import ChannelKeys
+from worker.pop_connection import PopConnection
+from worker.queue import ChannelQueue
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
+    layer = RedisChannelLayer(hosts=[redis_url], expiry=60)
+    yield layer
+    await layer.close_pools()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def popper(redis: Redis, layer: RedisChannelLayer) -> AsyncIterator[PopConnection]:
+    queue = ChannelQueue(redis, ChannelKeys.for_channel(layer.prefix, "jobs"), 60)
+    popper = PopConnection(queue)
+    yield popper
+    await popper.aclose()
+
+
+async def send(layer: RedisChannelLayer, count: int) -> None:
+    for number in range(count):
+        await layer.send("jobs", {"type": "job.run", "n": number})
+
+
+async def test_pop_says_how_many_messages_are_left(
+    layer: RedisChannelLayer, popper: PopConnection
+) -> None:
+    await send(layer, 5)
+    popped, remaining = await popper.pop(3, lease_deadline=time.time() + 30)
+    assert [layer.deserialize(item.member)["n"] for item in popped] == [0, 1, 2]
+    assert remaining == 2
+    popped, remaining = await popper.pop(10)
+    assert [layer.deserialize(item.member)["n"] for item in popped] == [3, 4]
+    assert remaining == 0
+    assert await popper.pop(10) == ([], 0)
+
+
+async def test_pops_use_one_connection_of_their_own(
+    layer: RedisChannelLayer, redis: Redis, popper: PopConnection
+) -> None:
+    await send(layer, 2)
+    await popper.pop(1)
+    own_id = await call(popper.connection, "CLIENT", "ID")
+    await popper.pop(1)
+    assert await call(popper.connection, "CLIENT", "ID") == own_id
+    # Other commands meanwhile get other connections.
+    assert await redis.client_id() != own_id
+
+
+async def test_a_killed_connection_fails_one_pop_and_the_next_reconnects(
+    layer: RedisChannelLayer, redis: Redis, popper: PopConnection
+) -> None:
+    await popper.pop(1)
+    assert await redis.client_kill_filter(_id=await call(popper.connection, "CLIENT", "ID")) == 1
+    await send(layer, 1)
+    with pytest.raises(RedisConnectionError):
+        await popper.pop(1)
+    popped, _ = await popper.pop(1)
+    assert [layer.deserialize(item.member)["n"] for item in popped] == [0]
+
+
+async def test_the_script_is_loaded_again_after_the_server_forgot_it(
+    layer: RedisChannelLayer, redis: Redis, popper: PopConnection
+) -> None:
+    await popper.pop(1)
+    await redis.script_flush()
+    await send(layer, 1)
+    popped, remaining = await popper.pop(1)
+    assert [layer.deserialize(item.member)["n"] for item in popped] == [0]
+    assert remaining == 0
