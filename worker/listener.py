@@ -156,7 +156,7 @@ class ChannelListener:
                 # can still fill the rest.
                 self.prefetch.release(reserved - 1)
                 reserved = 1
-                one = await connection.queue.wait_pop(self.poll_timeout_s)
+                one = await connection.wait_pop(self.poll_timeout_s)
                 popped = [one] if one is not None else []
         finally:
             self.prefetch.release(reserved - len(popped))

@@ -8,13 +8,13 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from worker import scripts
 from worker._connection import call, dedicated_connection
-from worker.queue import parse_pop
+from worker.queue import Popped, float_or_none, parse_pop
 
 if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
 
     from worker.arrivals import ArrivalWatch
-    from worker.queue import ChannelQueue, Popped
+    from worker.queue import ChannelQueue
 
 
 class PopConnection:
@@ -46,11 +46,7 @@ class PopConnection:
 
         Redis errors propagate (the connection is closed and reopened on the next pop).
         """
-        connection = self.connection
-        if not connection.is_connected:
-            # A new connection has no tracking: turned on again below.
-            self._tracking_for = None
-            await connection.connect()  # type: ignore[no-untyped-call]
+        connection = await self._connected()
         if self.watch is not None:
             await self._track(connection, self.watch)
         command = self.queue.pop_command(count, lease_deadline)
@@ -61,6 +57,37 @@ class PopConnection:
             await call(connection, "SCRIPT", "LOAD", scripts.POP)
             reply = await call(connection, *command)
         return parse_pop(reply)
+
+    async def wait_pop(self, timeout_s: float) -> Popped | None:
+        """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease).
+
+        The size of the attempt records rides along in the same round trip: when there are none,
+        the popped message has none either (a message's record is written before it re-enters
+        the channel and removed only by whoever holds it), so a fresh message costs no second
+        round trip.
+        """
+        connection = await self._connected()
+        keys = self.queue.keys
+        commands = [("BZPOPMIN", keys.queue, timeout_s), ("HLEN", keys.attempts)]
+        await connection.send_packed_command(connection.pack_commands(commands))
+        result = await connection.read_response()
+        records = await connection.read_response()
+        if result is None:
+            return None
+        _, member, score = result
+        if not records:
+            return Popped(member, float(score))
+        attempts = await call(connection, "HGET", keys.attempts, member)
+        first = await call(connection, "HGET", keys.first_attempt, member) if attempts else None
+        return Popped(member, float(score), int(attempts or 0), float_or_none(first))
+
+    async def _connected(self) -> AbstractConnection:
+        connection = self.connection
+        if not connection.is_connected:
+            # A new connection has no tracking: turned on again by the next pop.
+            self._tracking_for = None
+            await connection.connect()  # type: ignore[no-untyped-call]
+        return connection
 
     async def _track(self, connection: AbstractConnection, watch: ArrivalWatch) -> None:
         client_id = watch.client_id

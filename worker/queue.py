@@ -67,27 +67,6 @@ class ChannelQueue:
         reply: Any = await self._pop(keys=command[3:7], args=command[7:])
         return parse_pop(reply)[0]
 
-    async def wait_pop(self, timeout_s: float) -> Popped | None:
-        """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease).
-
-        The size of the attempt records rides along in the same round trip: when there are none,
-        the popped message has none either (a message's record is written before it re-enters
-        the channel and removed only by whoever holds it), so a fresh message costs no second
-        round trip.
-        """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.bzpopmin(self.key, timeout=timeout_s)
-            pipe.hlen(self.keys.attempts)
-            result, records = await pipe.execute()
-        if result is None:
-            return None
-        _, member, score = result
-        if not records:
-            return Popped(member, float(score))
-        attempts: Any = await self.redis.hget(self.keys.attempts, member)
-        first: Any = await self.redis.hget(self.keys.first_attempt, member) if attempts else None
-        return Popped(member, float(score), int(attempts or 0), _float(first))
-
     async def give_back(self, members: Sequence[bytes]) -> None:
         """Return unstarted messages to the head of the channel, in order, releasing leases."""
         if members:
@@ -160,11 +139,11 @@ def parse_pop(reply: Any) -> tuple[list[Popped], int]:
         popped[index] = replace(
             popped[index],
             previous_attempts=int(records[i + 1]),
-            first_attempt_at=_float(records[i + 2]),
+            first_attempt_at=float_or_none(records[i + 2]),
         )
     return popped, int(remaining)
 
 
-def _float(value: Any) -> float | None:
+def float_or_none(value: Any) -> float | None:
     """A float from a Redis reply, None for a missing or empty one."""
     return float(value) if value else None

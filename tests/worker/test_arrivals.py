@@ -141,10 +141,12 @@ async def test_notices_follow_the_watch_to_its_new_connection_after_a_kill(
     await popper.pop(10)
     admin = Redis.from_url(redis_url)
     assert await admin.client_kill_filter(_id=str(watch.client_id)) == 1
+    # A change while the notices have nowhere to go: RESP3 tells the pop connection so.
+    await admin.zadd("asgi:jobs", {"meanwhile": 1.0})
     await wait_until(lambda: not watch.live, what="the watch noticed")
     await wait_until(lambda: watch.live, what="the watch reconnected")
-    # The poller's next pop redirects its tracking to the new connection.
-    await popper.pop(10)
+    # The poller's next pop finds the message and redirects tracking to the new connection.
+    assert await popper.pop(10) == ([Popped(b"meanwhile", 1.0)], 0)
     watch.arrived.clear()
     await admin.zadd("asgi:jobs", {"after": 1.0})
     await wait_until(watch.arrived.is_set, what="a notice after reconnecting")

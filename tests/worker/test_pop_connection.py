@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -91,3 +92,41 @@ async def test_the_script_is_loaded_again_after_the_server_forgot_it(
     popped, remaining = await popper.pop(1)
     assert [layer.deserialize(item.member)["n"] for item in popped] == [0]
     assert remaining == 0
+
+
+async def test_wait_pop_returns_a_message_sent_while_waiting(
+    layer: RedisChannelLayer, popper: PopConnection
+) -> None:
+    waiting = asyncio.create_task(popper.wait_pop(5.0))
+    await layer.send("jobs", {"type": "job.run", "n": 9})
+    popped = await asyncio.wait_for(waiting, 5)
+    assert popped is not None
+    assert layer.deserialize(popped.member) == {"type": "job.run", "n": 9}
+    assert (popped.previous_attempts, popped.first_attempt_at) == (0, None)
+
+
+async def test_wait_pop_returns_none_after_its_timeout(popper: PopConnection) -> None:
+    started = time.monotonic()
+    assert await popper.wait_pop(0.2) is None
+    assert 0.1 < time.monotonic() - started < 3
+
+
+async def test_wait_pop_brings_the_attempts_of_a_redelivered_message(
+    layer: RedisChannelLayer, redis: Redis, popper: PopConnection
+) -> None:
+    await send(layer, 2)
+    keys = popper.queue.keys
+    second = (await redis.zrange(keys.queue, 1, 1))[0]
+    assert isinstance(second, bytes)
+    await redis.hset(keys.attempts, second, 2)
+    await redis.hset(keys.first_attempt, second, 1700000000.5)
+    first_popped = await popper.wait_pop(1.0)
+    assert first_popped is not None
+    assert (first_popped.previous_attempts, first_popped.first_attempt_at) == (0, None)
+    again = await popper.wait_pop(1.0)
+    assert again is not None
+    assert (again.member, again.previous_attempts, again.first_attempt_at) == (
+        second,
+        2,
+        1700000000.5,
+    )

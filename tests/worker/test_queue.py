@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -65,22 +64,6 @@ async def test_pop_takes_the_oldest_messages_first(
 
 async def test_pop_of_an_empty_channel_returns_nothing(queue: ChannelQueue) -> None:
     assert await queue.pop(10) == []
-
-
-async def test_wait_pop_returns_a_message_sent_while_waiting(
-    layer: RedisChannelLayer, queue: ChannelQueue
-) -> None:
-    waiting = asyncio.create_task(queue.wait_pop(5.0))
-    await layer.send("jobs", {"type": "job.run", "n": 9})
-    popped = await asyncio.wait_for(waiting, 5)
-    assert popped is not None
-    assert layer.deserialize(popped.member) == {"type": "job.run", "n": 9}
-
-
-async def test_wait_pop_returns_none_after_its_timeout(queue: ChannelQueue) -> None:
-    started = time.monotonic()
-    assert await queue.wait_pop(0.2) is None
-    assert 0.1 < time.monotonic() - started < 3
 
 
 async def test_give_back_puts_members_at_the_head_in_order(
