@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio import Redis
 
 #: Long enough that the layer's own expiry never drops a test's messages.
 LAYER_EXPIRY_S = 3600
@@ -25,3 +26,11 @@ async def worker_layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
     layer = RedisChannelLayer(hosts=[redis_url], capacity=1000, expiry=LAYER_EXPIRY_S)
     yield layer
     await layer.close_pools()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A plain client on the suite's redis-server, for setting up and inspecting keys."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()

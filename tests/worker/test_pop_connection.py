@@ -20,20 +20,6 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
-    layer = RedisChannelLayer(hosts=[redis_url], expiry=60)
-    yield layer
-    await layer.close_pools()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def popper(redis: Redis, layer: RedisChannelLayer) -> AsyncIterator[PopConnection]:
     queue = ChannelQueue(redis, ChannelKeys.for_channel(layer.prefix, "jobs"), 60)
     popper = PopConnection(queue)

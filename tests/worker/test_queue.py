@@ -27,13 +27,6 @@ async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def queue(redis: Redis, layer: RedisChannelLayer) -> ChannelQueue:
     return ChannelQueue(redis, ChannelKeys.for_channel(layer.prefix, "jobs"), EXPIRY_S)
 
