@@ -10,8 +10,14 @@ if TYPE_CHECKING:
 
 
 def dedicated_connection(redis: Redis) -> AbstractConnection:
-    """A connection like the pool's (address, credentials, TLS, protocol), but not lent by it."""
+    """A connection like the pool's (address, credentials, TLS, protocol), but not lent by it.
+
+    Its owner notices a lost connection itself and sets it up again (tracking, a subscription),
+    so redis-py's health check, which may reconnect behind its back (with a retry configured)
+    or PING a subscribed RESP2 connection, is off.
+    """
     connection: AbstractConnection = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    connection.health_check_interval = 0
     return connection
 
 

@@ -53,6 +53,8 @@ class ArrivalWatch:
         self.refused = False
         #: Notices read, about any key the poller's connection tracks.
         self.notices = 0
+        # Set when Redis said this connection is gone before the connection itself did.
+        self._stale = False
 
     async def run(self) -> None:
         """Receive notices until cancelled or refused, reconnecting; never raises."""
@@ -60,7 +62,7 @@ class ArrivalWatch:
         while not self.refused:
             connection = dedicated_connection(self.redis)
             try:
-                if not await self._subscribe(connection):
+                if not await self._become_target(connection):
                     return
                 backoff.reset()
                 await self._listen(connection)
@@ -76,6 +78,12 @@ class ArrivalWatch:
             if not self.refused:
                 await backoff.wait()
 
+    def gone(self, client_id: int) -> None:
+        """Redis no longer knows ``client_id``, this connection's: reconnect, polling meanwhile."""
+        if client_id == self.client_id:
+            self._stale = True
+            self._lost()
+
     def refuse(self, error: Exception) -> None:
         """The server refused key tracking (an old server, or an ACL): poll from now on."""
         if not self.refused:
@@ -89,7 +97,7 @@ class ArrivalWatch:
         self.client_id = None
         self.arrived.set()
 
-    async def _subscribe(self, connection: AbstractConnection) -> bool:
+    async def _become_target(self, connection: AbstractConnection) -> bool:
         """Make this connection a notice target; False when this redis-py cannot read notices."""
         await connection.connect()  # type: ignore[no-untyped-call]
         resp3 = str(getattr(connection, "protocol", 2)) == "3"
@@ -106,6 +114,7 @@ class ArrivalWatch:
             # RESP2 has no push frames: the target subscribes to the notice channel.
             await call(connection, "SUBSCRIBE", INVALIDATE_CHANNEL)
         self.client_id = client_id
+        self._stale = False
         self.live = True
         # The poller's next pop, which this wakes, redirects tracking here and finds anything
         # sent meanwhile.
@@ -129,6 +138,8 @@ class ArrivalWatch:
         while not self.refused:
             # push_request: a RESP3 push frame is returned (after its hook ran), not skipped.
             notice = await connection.read_response(timeout=KEEPALIVE_S, push_request=True)
+            if self._stale:
+                raise ConnectionError(f"Redis no longer knows the connection watching {self.label}")
             if notice is None:
                 if pinged:
                     raise ConnectionError(f"no answer to PING while watching {self.label}")

@@ -87,15 +87,14 @@ class ChannelListener:
 
     async def _poll(self, host_index: int) -> None:
         watch = self.arrivals[host_index] if self.arrivals else None
-        connection = PopConnection(self.queues[host_index], watch)
+        popper = PopConnection(self.queues[host_index], watch)
         try:
-            await self._poll_on(host_index, connection, watch)
+            await self._poll_on(host_index, popper)
         finally:
-            await connection.aclose()
+            await popper.aclose()
 
-    async def _poll_on(
-        self, host_index: int, connection: PopConnection, watch: ArrivalWatch | None
-    ) -> None:
+    async def _poll_on(self, host_index: int, popper: PopConnection) -> None:
+        watch = popper.watch
         backoff = Backoff()
         idle_s = 0.0
         while not self.stopping:
@@ -103,7 +102,7 @@ class ChannelListener:
                 # Cleared before the pop: a message arriving during it wakes the next wait.
                 watch.arrived.clear()
             try:
-                found, remaining = await self._poll_once(host_index, connection)
+                found, remaining = await self._poll_once(host_index, popper)
             except REDIS_DOWN as error:
                 self.stats.redis_errors += 1
                 if backoff.failures == 0:
@@ -141,7 +140,7 @@ class ChannelListener:
         """Sleep, but wake at once when the listener is stopped."""
         await _wait_set(self._stopped, delay_s)
 
-    async def _poll_once(self, host_index: int, connection: PopConnection) -> tuple[int, int]:
+    async def _poll_once(self, host_index: int, popper: PopConnection) -> tuple[int, int]:
         """Pop what the prefetch bound allows: how many were popped, and how many are left."""
         reserved = await self.prefetch.reserve(MAX_BATCH)
         if reserved == 0:
@@ -150,13 +149,13 @@ class ChannelListener:
         remaining = 0
         try:
             lease_deadline = time.time() + self.config.lease_s if self.config.leased else 0.0
-            popped, remaining = await connection.pop(reserved, lease_deadline)
+            popped, remaining = await popper.pop(reserved, lease_deadline)
             if not popped and not self.stopping and not self.config.leased:
                 # Wait for the next message holding a single slot, so other hosts' pollers
                 # can still fill the rest.
                 self.prefetch.release(reserved - 1)
                 reserved = 1
-                one = await connection.wait_pop(self.poll_timeout_s)
+                one = await popper.wait_pop(self.poll_timeout_s)
                 popped = [one] if one is not None else []
         finally:
             self.prefetch.release(reserved - len(popped))

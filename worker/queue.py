@@ -48,24 +48,25 @@ class ChannelQueue:
         self._schedule_retry = redis.register_script(scripts.SCHEDULE_RETRY)
         self._promote_due = redis.register_script(scripts.PROMOTE_DUE)
 
-    def pop_command(self, count: int, lease_deadline: float = 0.0) -> tuple[Any, ...]:
-        """The ``EVALSHA`` of ``pop``, for a caller sending it on a connection of its own."""
+    def pop_keys(self) -> list[str]:
+        """The ``KEYS`` of ``scripts.POP`` for this channel."""
         keys = self.keys
-        return (
-            "EVALSHA", self._pop.sha, 4,
-            keys.queue, keys.inflight, keys.attempts, keys.first_attempt,
-            count, lease_deadline,
-        )  # fmt: skip
+        return [keys.queue, keys.inflight, keys.attempts, keys.first_attempt]
 
     async def pop(self, count: int, lease_deadline: float = 0.0) -> list[Popped]:
         """Take up to ``count`` of the oldest messages without waiting.
 
         With a ``lease_deadline``, each message is also held in the in-flight set until then,
-        in the same atomic step.
+        in the same atomic step. (A poller pops on its own connection: ``worker.pop_connection``.)
         """
-        command = self.pop_command(count, lease_deadline)
-        reply: Any = await self._pop(keys=command[3:7], args=command[7:])
+        reply: Any = await self._pop(keys=self.pop_keys(), args=[count, lease_deadline])
         return parse_pop(reply)[0]
+
+    @property
+    def pop_sha(self) -> str:
+        """The SHA1 that ``EVALSHA`` runs ``scripts.POP`` by."""
+        sha: str = self._pop.sha
+        return sha
 
     async def give_back(self, members: Sequence[bytes]) -> None:
         """Return unstarted messages to the head of the channel, in order, releasing leases."""

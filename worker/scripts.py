@@ -31,7 +31,7 @@ end
 # {position (1-based pair), attempts so far, first attempt time ('' when none), ...}: fresh
 # messages cost two reply elements, not four. Then how many messages are left: that read of the
 # queue, after the pop, is also what makes a tracking connection hear of the next change to it
-# (see worker.arrivals).
+# (see worker.pop_connection).
 POP = """
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 local deadline = tonumber(ARGV[2])

@@ -37,6 +37,8 @@ pytestmark = pytest.mark.redis
 
 # Far longer than any wait below: a message handled sooner was woken by a notice.
 SAFETY_POLL_S = 60.0
+CHANNEL_KEY = b"asgi:jobs"
+INFLIGHT_KEY = ChannelKeys.for_channel("asgi:", "jobs").inflight.encode()
 
 
 def watches(worker: Worker, channel: str) -> list[ArrivalWatch]:
@@ -71,7 +73,7 @@ async def watch(redis_url: str, protocol: int) -> AsyncIterator[ArrivalWatch]:
     client = Redis.from_url(redis_url, protocol=protocol)
     watch = ArrivalWatch(client, "asgi:jobs", "channel 'jobs'")
     task = asyncio.create_task(watch.run())
-    await wait_until(lambda: watch.live, what="the watch subscribed")
+    await wait_until(lambda: watch.live, what="the watch ready for notices")
     yield watch
     await cancel_and_wait(task)
     await client.aclose()
@@ -87,10 +89,30 @@ async def popper(watch: ArrivalWatch) -> AsyncIterator[PopConnection]:
     await popper.aclose()
 
 
-async def notified(watch: ArrivalWatch, count: int) -> None:
-    """Wait for the ``count``-th notice; a notice for the channel itself sets ``arrived``."""
-    await wait_until(lambda: watch.notices >= count, what=f"{count} notice(s) read")
-    assert watch.notices == count
+@pytest.fixture
+def notices(monkeypatch: pytest.MonkeyPatch) -> list[list[bytes] | None]:
+    """The keys of every notice any watch reads, in order."""
+    seen: list[list[bytes] | None] = []
+    original = ArrivalWatch._notice
+
+    def record(self: ArrivalWatch, keys: list[bytes] | None) -> None:
+        seen.append(keys)
+        original(self, keys)
+
+    monkeypatch.setattr(ArrivalWatch, "_notice", record)
+    return seen
+
+
+async def barrier(admin: Redis, notices: list[list[bytes] | None]) -> list[list[bytes] | None]:
+    """The notices read before one for a key the last pop named (so it is tracked) arrives.
+
+    Notices reach the watch in the order Redis sent them, so any the steps before would have
+    caused are read by then.
+    """
+    # ZINCRBY changes the key every time (a ZADD of the same member and score would not).
+    await admin.zincrby(INFLIGHT_KEY, 1.0, "barrier")
+    await wait_until(lambda: [INFLIGHT_KEY] in notices, what="the barrier's notice")
+    return notices[: notices.index([INFLIGHT_KEY])]
 
 
 async def test_a_send_wakes_a_worker_whose_timed_poll_is_a_minute_away(
@@ -112,11 +134,10 @@ async def test_a_send_wakes_a_worker_whose_timed_poll_is_a_minute_away(
 
 
 async def test_one_notice_per_change_since_the_last_pop_and_none_for_the_pop_itself(
-    watch: ArrivalWatch, popper: PopConnection
+    watch: ArrivalWatch, popper: PopConnection, notices: list[list[bytes] | None]
 ) -> None:
     admin = watch.redis
     await popper.pop(10)
-    watch.arrived.clear()
     # Keys the pop script does not name send nothing: a longer channel name, retries waiting.
     await admin.zadd("asgi:#cw#delayed:jobs", {"member": 1.0})
     await admin.zadd("asgi:jobs-archive", {"member": 1.0})
@@ -124,15 +145,28 @@ async def test_one_notice_per_change_since_the_last_pop_and_none_for_the_pop_its
     await admin.zadd("asgi:jobs", {"first": 1.0})
     await admin.expire("asgi:jobs", 60)
     await admin.zadd("asgi:jobs", {"second": 2.0})
-    await notified(watch, 1)
+    assert await barrier(admin, notices) == [[CHANNEL_KEY]]
     assert watch.arrived.is_set()
     # Each pop reads the key again; the second changes it while tracked, unnotified (NOLOOP).
+    notices.clear()
     watch.arrived.clear()
     assert await popper.pop(1) == ([Popped(b"first", 1.0)], 1)
     assert await popper.pop(1) == ([Popped(b"second", 2.0)], 0)
+    assert await barrier(admin, notices) == []
+    assert not watch.arrived.is_set()
     await admin.zadd("asgi:jobs", {"third": 3.0})
-    await notified(watch, 2)
-    assert watch.arrived.is_set()
+    await wait_until(watch.arrived.is_set, what="a notice for the next send")
+
+
+async def test_tracking_is_turned_on_once_per_watch_connection(
+    watch: ArrivalWatch, popper: PopConnection
+) -> None:
+    admin = watch.redis
+    await admin.config_resetstat()
+    for _ in range(5):
+        await popper.pop(10)
+    stats = await admin.info("commandstats")
+    assert stats["cmdstat_client|tracking"]["calls"] == 1
 
 
 async def test_notices_follow_the_watch_to_its_new_connection_after_a_kill(
@@ -153,6 +187,26 @@ async def test_notices_follow_the_watch_to_its_new_connection_after_a_kill(
     await admin.aclose()
 
 
+async def test_a_redirect_to_a_connection_redis_dropped_makes_the_watch_reconnect(
+    watch: ArrivalWatch, popper: PopConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As if the watch's connection were gone on the server before the watch read its EOF.
+    old_id = watch.client_id
+    assert old_id is not None
+    watch.client_id = old_id + 1000
+    with caplog.at_level(logging.INFO, logger="worker.arrivals"):
+        await popper.pop(10)
+        assert not watch.live
+        await wait_until(lambda: watch.live, 10, "the watch reconnected")
+    assert not watch.refused
+    assert "refused" not in caplog.text
+    assert watch.client_id not in (None, old_id + 1000)
+    await popper.pop(10)
+    watch.arrived.clear()
+    await watch.redis.zadd("asgi:jobs", {"after": 1.0})
+    await wait_until(watch.arrived.is_set, what="a notice on the new connection")
+
+
 async def test_tracking_comes_back_with_the_pop_connection_after_a_kill(
     watch: ArrivalWatch, popper: PopConnection, redis_url: str
 ) -> None:
@@ -166,6 +220,38 @@ async def test_tracking_comes_back_with_the_pop_connection_after_a_kill(
     await admin.zadd("asgi:jobs", {"after": 1.0})
     await wait_until(watch.arrived.is_set, what="a notice after the pop connection reconnected")
     await admin.aclose()
+
+
+async def test_tracking_comes_back_when_the_hosts_configure_health_checks_and_retries(
+    redis_url: str, protocol: int
+) -> None:
+    health_check_interval_s = 0.05
+    client = Redis.from_url(
+        redis_url,
+        protocol=protocol,
+        health_check_interval=health_check_interval_s,
+        retry_on_timeout=True,
+    )
+    watch = ArrivalWatch(client, "asgi:jobs", "channel 'jobs'")
+    task = asyncio.create_task(watch.run())
+    popper = PopConnection(
+        ChannelQueue(client, ChannelKeys.for_channel("asgi:", "jobs"), 60), watch
+    )
+    await wait_until(lambda: watch.live, what="the watch ready for notices")
+    await popper.pop(10)
+    assert await client.client_kill_filter(_id=await call(popper.connection, "CLIENT", "ID")) == 1
+    # Past the interval, redis-py would PING before the next command and, with a retry
+    # configured, reconnect unseen, without tracking. The pop fails instead; the next sets up.
+    await asyncio.sleep(2 * health_check_interval_s)
+    with pytest.raises(RedisConnectionError):
+        await popper.pop(10)
+    await popper.pop(10)
+    watch.arrived.clear()
+    await client.zadd("asgi:jobs", {"after": 1.0})
+    await wait_until(watch.arrived.is_set, what="a notice after the pop connection reconnected")
+    await popper.aclose()
+    await cancel_and_wait(task)
+    await client.aclose()
 
 
 async def test_an_idle_channel_is_popped_once_per_message(
@@ -206,24 +292,52 @@ async def test_an_idle_channel_is_popped_once_per_message(
     assert during.count(0) <= 1, during
 
 
+async def test_a_backlog_beyond_the_prefetch_bound_is_popped_without_waiting_for_notices(
+    layer: RedisChannelLayer, worker_layer: RedisChannelLayer
+) -> None:
+    await send_numbered(layer, "jobs", 30)
+    probe = Probe()
+    worker = make_worker(
+        channel_app({"jobs": looping_app(probe)}),
+        ["jobs"],
+        worker_layer,
+        ChannelConfig(delivery="at-least-once", concurrency=1, prefetch=2),
+        poll_timeout_s=SAFETY_POLL_S,
+    )
+    async with running(worker):
+        # Nothing changes the channel meanwhile: each pop's count of what is left drives the next.
+        await wait_until(lambda: len(probe.finished) == 30, what="the whole backlog handled")
+    assert probe.finished == list(range(30))
+
+
+@pytest.mark.parametrize(
+    "denied",
+    [["-client|tracking"], ["-client|tracking", "-subscribe"]],
+    ids=["no-tracking", "no-tracking-no-subscribe"],
+)
 async def test_a_server_refusing_tracking_leaves_the_channel_polled(
-    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    own_redis_server: RedisServer,
+    protocol: int,
+    denied: list[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = own_redis_server.url
     admin = Redis.from_url(url)
-    # An ACL user who may use channels but not CLIENT TRACKING or SUBSCRIBE.
+    # An ACL user who may use channels but not CLIENT TRACKING (nor, in one case, SUBSCRIBE).
     await admin.acl_setuser(
         "tasks",
         enabled=True,
         passwords=["+secret"],
         keys=["*"],
         channels=["*"],
-        commands=["+@all", "-client|tracking", "-subscribe"],
+        commands=["+@all", *denied],
     )
     await admin.aclose()
     limited_url = url.replace("redis://", "redis://tasks:secret@")
     probe = Probe()
-    worker_layer = RedisChannelLayer(hosts=[limited_url], capacity=1000, expiry=3600)
+    worker_layer = RedisChannelLayer(
+        hosts=[{"address": limited_url, "protocol": protocol}], capacity=1000, expiry=3600
+    )
     sender = RedisChannelLayer(hosts=[limited_url], capacity=1000, expiry=3600)
     worker = slow_polling_worker(probe, worker_layer)
     with caplog.at_level(logging.INFO, logger="worker.arrivals"):
@@ -234,4 +348,4 @@ async def test_a_server_refusing_tracking_leaves_the_channel_polled(
             assert not any(w.live for w in watches(worker, "jobs"))
     await worker_layer.close_pools()
     await sender.close_pools()
-    assert "channel 'jobs' on host 0 is polled" in caplog.text
+    assert caplog.text.count("channel 'jobs' on host 0 is polled") == 1
