@@ -50,9 +50,10 @@ class PopConnection:
         self._redirect_id: int | None = None
 
     async def pop(self, count: int, lease_deadline: float = 0.0) -> tuple[list[Popped], int]:
-        """Like ``ChannelQueue.pop``, and how many messages the channel still holds after it.
+        """Take up to ``count`` of the oldest messages without waiting, and say how many are left.
 
-        Redis errors propagate; the connection is opened again by the next call.
+        With a ``lease_deadline``, each message is also held in the in-flight set until then,
+        in the same atomic step. Redis errors propagate; the next call opens the connection again.
         """
         connection = await self._connected()
         if self.watch is not None:

@@ -49,18 +49,9 @@ class ChannelQueue:
         self._promote_due = redis.register_script(scripts.PROMOTE_DUE)
 
     def pop_keys(self) -> list[str]:
-        """The ``KEYS`` of ``scripts.POP`` for this channel."""
+        """The ``KEYS`` of ``scripts.POP``, which a poller runs (``worker.pop_connection``)."""
         keys = self.keys
         return [keys.queue, keys.inflight, keys.attempts, keys.first_attempt]
-
-    async def pop(self, count: int, lease_deadline: float = 0.0) -> list[Popped]:
-        """Take up to ``count`` of the oldest messages without waiting.
-
-        With a ``lease_deadline``, each message is also held in the in-flight set until then,
-        in the same atomic step. (A poller pops on its own connection: ``worker.pop_connection``.)
-        """
-        reply: Any = await self._pop(keys=self.pop_keys(), args=[count, lease_deadline])
-        return parse_pop(reply)[0]
 
     @property
     def pop_sha(self) -> str:

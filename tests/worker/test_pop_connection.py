@@ -42,7 +42,9 @@ async def test_pop_says_how_many_messages_are_left(
     await send(layer, 5)
     popped, remaining = await popper.pop(3, lease_deadline=time.time() + 30)
     assert [layer.deserialize(item.member)["n"] for item in popped] == [0, 1, 2]
-    assert remaining == 2
+    assert all(item.previous_attempts == 0 for item in popped)
+    assert popped[0].score <= popped[1].score <= popped[2].score
+    assert remaining == 2 == await popper.queue.depth()
     popped, remaining = await popper.pop(10)
     assert [layer.deserialize(item.member)["n"] for item in popped] == [3, 4]
     assert remaining == 0

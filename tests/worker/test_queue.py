@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from tests.worker._inprocess import channel_key
 from worker.keys import ChannelKeys
-from worker.queue import ChannelQueue
+from worker.pop_connection import PopConnection
+from worker.queue import ChannelQueue, Popped
 
 pytestmark = pytest.mark.redis
 
@@ -37,26 +38,19 @@ def member(layer: RedisChannelLayer, number: int) -> bytes:
     return serialized
 
 
+async def pop(queue: ChannelQueue, count: int, lease_deadline: float = 0.0) -> list[Popped]:
+    """Pop as a poller does, on a connection of its own."""
+    popper = PopConnection(queue)
+    try:
+        return (await popper.pop(count, lease_deadline))[0]
+    finally:
+        await popper.aclose()
+
+
 async def queued(redis: Redis, layer: RedisChannelLayer) -> list[tuple[int, float]]:
     """The channel's messages, head first, as (number, score)."""
     pairs: Any = await redis.zrange(channel_key(layer, "jobs"), 0, -1, withscores=True)
     return [(layer.deserialize(raw)["n"], score) for raw, score in pairs]
-
-
-async def test_pop_takes_the_oldest_messages_first(
-    layer: RedisChannelLayer, queue: ChannelQueue
-) -> None:
-    for number in range(5):
-        await layer.send("jobs", {"type": "job.run", "n": number})
-    popped = await queue.pop(3)
-    assert [layer.deserialize(item.member)["n"] for item in popped] == [0, 1, 2]
-    assert all(item.previous_attempts == 0 for item in popped)
-    assert popped[0].score <= popped[1].score <= popped[2].score
-    assert await queue.depth() == 2
-
-
-async def test_pop_of_an_empty_channel_returns_nothing(queue: ChannelQueue) -> None:
-    assert await queue.pop(10) == []
 
 
 async def test_give_back_puts_members_at_the_head_in_order(
@@ -73,7 +67,7 @@ async def test_give_back_of_popped_messages_restores_their_order(
 ) -> None:
     for number in range(6):
         await layer.send("jobs", {"type": "job.run", "n": number})
-    popped = await queue.pop(3)
+    popped = await pop(queue, 3)
     await queue.give_back([item.member for item in popped])
     assert [number for number, _ in await queued(redis, layer)] == [0, 1, 2, 3, 4, 5]
 
@@ -85,7 +79,7 @@ async def test_give_back_rescores_old_messages_inside_the_unexpired_window(
     old = time.time() - EXPIRY_S - 300
     key = channel_key(layer, "jobs")
     await redis.zadd(key, {member(layer, 0): old, member(layer, 1): old + 1})
-    popped = await queue.pop(2)
+    popped = await pop(queue, 2)
     assert [item.score for item in popped] == [old, old + 1]
     await queue.give_back([item.member for item in popped])
     scores = [score for _, score in await queued(redis, layer)]
@@ -113,7 +107,7 @@ async def test_a_later_send_neither_trims_returned_messages_nor_overtakes_them(
     old = time.time() - EXPIRY_S - 300
     await redis.zadd(key, {member(layer, 0): old, member(layer, 1): old + 1})
     await redis.zadd(key, {member(layer, 99): old})
-    popped = await queue.pop(3)
+    popped = await pop(queue, 3)
     # Return only the two real messages; the stale 99 stays behind to be trimmed.
     await queue.give_back(
         [item.member for item in popped if layer.deserialize(item.member)["n"] != 99]
@@ -156,7 +150,7 @@ async def test_give_back_releases_leases(
 ) -> None:
     for number in range(2):
         await layer.send("jobs", {"type": "job.run", "n": number})
-    popped = await queue.pop(2, lease_deadline=time.time() + 30)
+    popped = await pop(queue, 2, lease_deadline=time.time() + 30)
     inflight_key = ChannelKeys.for_channel(layer.prefix, "jobs").inflight
     assert await redis.zcard(inflight_key) == 2
     await queue.give_back([item.member for item in popped])
