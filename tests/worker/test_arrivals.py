@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.redis
 SAFETY_POLL_S = 60.0
 CHANNEL_KEY = b"asgi:jobs"
 INFLIGHT_KEY = ChannelKeys.for_channel("asgi:", "jobs").inflight.encode()
+HEALTH_CHECK_INTERVAL_S = 0.05
 
 
 def watches(worker: Worker, channel: str) -> list[ArrivalWatch]:
@@ -68,25 +70,41 @@ def protocol(request: pytest.FixtureRequest) -> int:
     return value
 
 
-@pytest.fixture
-async def watch(redis_url: str, protocol: int) -> AsyncIterator[ArrivalWatch]:
-    client = Redis.from_url(redis_url, protocol=protocol)
+@contextlib.asynccontextmanager
+async def watching(client: Redis) -> AsyncIterator[tuple[ArrivalWatch, PopConnection]]:
+    """A running watch for channel "jobs", ready for notices, and the pops that report to it."""
     watch = ArrivalWatch(client, "asgi:jobs", "channel 'jobs'")
     task = asyncio.create_task(watch.run())
-    await wait_until(lambda: watch.live, what="the watch ready for notices")
-    yield watch
-    await cancel_and_wait(task)
+    popper = PopConnection(
+        ChannelQueue(client, ChannelKeys.for_channel("asgi:", "jobs"), 60), watch
+    )
+    try:
+        await wait_until(lambda: watch.live, what="the watch ready for notices")
+        yield watch, popper
+    finally:
+        await popper.aclose()
+        await cancel_and_wait(task)
+
+
+@pytest.fixture
+async def watched(
+    redis_url: str, protocol: int
+) -> AsyncIterator[tuple[ArrivalWatch, PopConnection]]:
+    client = Redis.from_url(redis_url, protocol=protocol)
+    async with watching(client) as pair:
+        yield pair
     await client.aclose()
 
 
 @pytest.fixture
-async def popper(watch: ArrivalWatch) -> AsyncIterator[PopConnection]:
+def watch(watched: tuple[ArrivalWatch, PopConnection]) -> ArrivalWatch:
+    return watched[0]
+
+
+@pytest.fixture
+def popper(watched: tuple[ArrivalWatch, PopConnection]) -> PopConnection:
     """The poller's side: pops of channel "jobs" whose key changes are sent to ``watch``."""
-    popper = PopConnection(
-        ChannelQueue(watch.redis, ChannelKeys.for_channel("asgi:", "jobs"), 60), watch
-    )
-    yield popper
-    await popper.aclose()
+    return watched[1]
 
 
 @pytest.fixture
@@ -207,50 +225,29 @@ async def test_a_redirect_to_a_connection_redis_dropped_makes_the_watch_reconnec
     await wait_until(watch.arrived.is_set, what="a notice on the new connection")
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"health_check_interval": HEALTH_CHECK_INTERVAL_S, "retry_on_timeout": True}],
+    ids=["plain", "health-checks-and-retries"],
+)
 async def test_tracking_comes_back_with_the_pop_connection_after_a_kill(
-    watch: ArrivalWatch, popper: PopConnection, redis_url: str
+    redis_url: str, protocol: int, options: dict[str, Any]
 ) -> None:
-    await popper.pop(10)
-    admin = Redis.from_url(redis_url)
-    assert await admin.client_kill_filter(_id=await call(popper.connection, "CLIENT", "ID")) == 1
-    with pytest.raises(RedisConnectionError):
+    client = Redis.from_url(redis_url, protocol=protocol, **options)
+    async with watching(client) as (watch, popper):
         await popper.pop(10)
-    await popper.pop(10)
-    watch.arrived.clear()
-    await admin.zadd("asgi:jobs", {"after": 1.0})
-    await wait_until(watch.arrived.is_set, what="a notice after the pop connection reconnected")
-    await admin.aclose()
-
-
-async def test_tracking_comes_back_when_the_hosts_configure_health_checks_and_retries(
-    redis_url: str, protocol: int
-) -> None:
-    health_check_interval_s = 0.05
-    client = Redis.from_url(
-        redis_url,
-        protocol=protocol,
-        health_check_interval=health_check_interval_s,
-        retry_on_timeout=True,
-    )
-    watch = ArrivalWatch(client, "asgi:jobs", "channel 'jobs'")
-    task = asyncio.create_task(watch.run())
-    popper = PopConnection(
-        ChannelQueue(client, ChannelKeys.for_channel("asgi:", "jobs"), 60), watch
-    )
-    await wait_until(lambda: watch.live, what="the watch ready for notices")
-    await popper.pop(10)
-    assert await client.client_kill_filter(_id=await call(popper.connection, "CLIENT", "ID")) == 1
-    # Past the interval, redis-py would PING before the next command and, with a retry
-    # configured, reconnect unseen, without tracking. The pop fails instead; the next sets up.
-    await asyncio.sleep(2 * health_check_interval_s)
-    with pytest.raises(RedisConnectionError):
+        own_id = await call(popper.connection, "CLIENT", "ID")
+        assert await client.client_kill_filter(_id=own_id) == 1
+        # Past the interval, redis-py would PING before the next command and, with a retry
+        # configured, reconnect unseen, without tracking. The pop fails instead; the next
+        # sets tracking up again.
+        await asyncio.sleep(2 * HEALTH_CHECK_INTERVAL_S)
+        with pytest.raises(RedisConnectionError):
+            await popper.pop(10)
         await popper.pop(10)
-    await popper.pop(10)
-    watch.arrived.clear()
-    await client.zadd("asgi:jobs", {"after": 1.0})
-    await wait_until(watch.arrived.is_set, what="a notice after the pop connection reconnected")
-    await popper.aclose()
-    await cancel_and_wait(task)
+        watch.arrived.clear()
+        await client.zadd("asgi:jobs", {"after": 1.0})
+        await wait_until(watch.arrived.is_set, what="a notice after the pop connection reconnected")
     await client.aclose()
 
 
