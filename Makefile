@@ -19,8 +19,13 @@ sync: uv
 
 # The example project: an embedded Redis unless REDIS_URL is set, migrations, the web server and
 # runworker; Ctrl-C stops them all. DEMO_ARGS="--port 8001" (or PORT=8001) picks another port.
-demo: sync
-	$(RUN) python example/run_demo.py $(DEMO_ARGS)
+# It has a virtualenv of its own with only what it needs: the project, its `fast` extra and the
+# `example` group (no test tools, linters, Playwright or Compose binary).
+DEMO_VENV ?= .venv-demo
+demo: uv
+	UV_PROJECT_ENVIRONMENT=$(DEMO_VENV) $(UV) sync --locked --python $(PYTHON) --no-python-downloads \
+		--no-default-groups --group example --extra fast
+	$(DEMO_VENV)/bin/python example/run_demo.py $(DEMO_ARGS)
 
 test: sync
 	$(RUN) pytest $(PYTEST_ARGS)
@@ -33,9 +38,10 @@ lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy --strict routing worker tests bench example
+	$(RUN) lint-imports
 
 bench: sync
 	$(RUN) python bench/bench_routing.py
 
 clean:
-	rm -rf .venv .venv-3.11 .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-3.11 .venv-demo .mypy_cache .pytest_cache .ruff_cache

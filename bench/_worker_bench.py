@@ -27,7 +27,7 @@ from bench._processes import ROOT, BenchError, WorkerProcess, running
 from bench.worker_apps import LOADED_KEY, SUMMARY_KEY
 from bench.worker_settings import layer_config
 from routing.types import ASGIApp, Message
-from worker.event_loop import DEFAULT_LOOP, loop_factory
+from worker.consume.event_loop import DEFAULT_LOOP, loop_factory
 
 SETTINGS = "bench.worker_settings"
 CHANNEL = "bench"

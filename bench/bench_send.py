@@ -77,8 +77,8 @@ def main() -> None:
         from asgiref.sync import async_to_sync
         from channels.layers import get_channel_layer
 
-        from worker._sender import close_connections
-        from worker.send import send
+        from worker import send
+        from worker.sending.pools import close_connections
 
         layer: Any = get_channel_layer()
 

@@ -33,7 +33,7 @@ from bench._worker_bench import (
     our_worker,
 )
 from bench.worker_apps import noop_consumer, sleep_consumer
-from worker.event_loop import DEFAULT_LOOP, loop_factory, loop_name
+from worker.consume.event_loop import DEFAULT_LOOP, loop_factory, loop_name
 
 CONCURRENCY = 100
 LATENCY_CONCURRENCY = 10

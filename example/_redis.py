@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from example._processes import Child, ChildFailed, Stop, say
-from worker.layer import redact
+from worker.transport.layer import redact
 
 START_TIMEOUT_S = 10.0
 

@@ -27,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from example._processes import Child, ChildFailed, Stop, say  # noqa: E402
 from example._redis import NoRedisServer, RedisProcess  # noqa: E402
-from worker.health import check  # noqa: E402
+from worker.ops.health import check  # noqa: E402
 
 SETTINGS_MODULE = "example.settings"
 WORKER_CHANNELS = ("thumbnails-generate", "thumbnails-delete", "tasks.default")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from worker.config import ChannelConfig
-    from worker.dead_letters import DeadLetters
+    from worker.consume.worker import Worker
     from worker.errors import (
         ChannelAtCapacity,
         ConfigurationError,
@@ -29,11 +29,11 @@ if TYPE_CHECKING:
         UnsupportedLayer,
         WorkerError,
     )
-    from worker.progress import Progress
-    from worker.send import asend, send, send_on_commit
-    from worker.tasks import ChannelLayerBackend
-    from worker.testing import drain, drain_sync
-    from worker.worker import Worker
+    from worker.sending.api import asend, send, send_on_commit
+    from worker.tasks.backend import ChannelLayerBackend
+    from worker.tasks.progress import Progress
+    from worker.testing.drain import drain, drain_sync
+    from worker.transport.dead_letters import DeadLetters
 
 try:
     __version__ = _distribution_version("channel-worker")
@@ -42,29 +42,51 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree ne
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "send": "worker.send",
-    "asend": "worker.send",
-    "send_on_commit": "worker.send",
-    "Worker": "worker.worker",
+    "send": "worker.sending.api",
+    "asend": "worker.sending.api",
+    "send_on_commit": "worker.sending.api",
+    "Worker": "worker.consume.worker",
     "ChannelConfig": "worker.config",
-    "ChannelLayerBackend": "worker.tasks",
-    "Progress": "worker.progress",
-    "DeadLetters": "worker.dead_letters",
-    "drain": "worker.testing",
-    "drain_sync": "worker.testing",
+    "ChannelLayerBackend": "worker.tasks.backend",
+    "Progress": "worker.tasks.progress",
+    "DeadLetters": "worker.transport.dead_letters",
+    "drain": "worker.testing.drain",
+    "drain_sync": "worker.testing.drain",
     "WorkerError": "worker.errors",
     "ConfigurationError": "worker.errors",
     "UnsupportedLayer": "worker.errors",
-    "SendError": "worker.send_errors",
-    "InvalidChannelName": "worker.send_errors",
-    "MessageNotSendable": "worker.send_errors",
-    "MessageTooLarge": "worker.send_errors",
-    "UnknownChannel": "worker.send_errors",
-    "UnknownChannelWarning": "worker.send_errors",
-    "ChannelAtCapacity": "worker.send_errors",
+    "SendError": "worker.errors",
+    "InvalidChannelName": "worker.errors",
+    "MessageNotSendable": "worker.errors",
+    "MessageTooLarge": "worker.errors",
+    "UnknownChannel": "worker.errors",
+    "UnknownChannelWarning": "worker.errors",
+    "ChannelAtCapacity": "worker.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "ChannelAtCapacity",
+    "ChannelConfig",
+    "ChannelLayerBackend",
+    "ConfigurationError",
+    "DeadLetters",
+    "InvalidChannelName",
+    "MessageNotSendable",
+    "MessageTooLarge",
+    "Progress",
+    "SendError",
+    "UnknownChannel",
+    "UnknownChannelWarning",
+    "UnsupportedLayer",
+    "Worker",
+    "WorkerError",
+    "__version__",
+    "asend",
+    "drain",
+    "drain_sync",
+    "send",
+    "send_on_commit",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Defaults and the names of the worker's own Redis keys, in one place."""
+"""Defaults, limits and timings of the worker, in one place."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ DEFAULT_RETRY_BACKOFF_MAX_S = 300.0
 # Warn at start-up when the layer drops queued messages sooner than this.
 DEFAULT_EXPIRY_WARNING_S = 600.0
 # At-least-once pops cannot block (a blocking pop could lose its message before the lease is
-# written). Where Redis sends no key-tracking notices (worker.arrivals), an empty channel is
+# written). Where Redis sends no key-tracking notices (transport.arrivals), an empty channel is
 # polled instead, starting fast and slowing to this interval.
 IDLE_POLL_MAX_S = 0.05
 # Moving due retries and expired leases back onto channels.

@@ -2,7 +2,7 @@
 
 Three message types, each relayed to the browser by ``GalleryConsumer``:
 ``picture.update`` (a picture's whole state), ``task.progress`` (sent through
-``worker.progress.Progress`` while thumbnails are made, with the state after each size) and
+``worker.tasks.progress.Progress`` while thumbnails are made, with the state after each size) and
 ``picture.deleted``.
 """
 
@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from worker.progress import Progress
+from worker import Progress
 
 PICTURE_UPDATE = "picture.update"
 PICTURE_DELETED = "picture.deleted"

@@ -22,7 +22,7 @@ from example.thumbnails.messages import (
 )
 from example.thumbnails.models import Picture
 from example.thumbnails.uploads import ImageInfo
-from worker.send import send_on_commit
+from worker import send_on_commit
 
 
 def queue_upload(upload: UploadedFile[Any], info: ImageInfo) -> Picture:

@@ -22,7 +22,7 @@ from playwright.sync_api import BrowserContext, Page, WebSocket, expect, sync_pl
 
 from tests.example.demo_process import DemoProcess, group_alive
 from tests.redis_server import free_port
-from worker.health import pid_alive
+from worker.ops.health import pid_alive
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from channels_redis.core import RedisChannelLayer
 from routing import ChannelNameRouter, ProtocolTypeRouter
 from routing.types import ASGIApp, Message, Receive, Scope, Send
 from worker.config import ChannelConfig
-from worker.worker import Worker
+from worker.consume.worker import Worker
 
 # Short blocking pops keep stop() quick; the worker's default is 1 s.
 FAST_POLL_S = 0.2

@@ -22,7 +22,7 @@ from channels_redis.core import RedisChannelLayer
 
 from tests.redis_server import RedisServer, require_redis_server
 from tests.worker.project.consumers import DONE_KEY, STARTED_KEY, TASKS_CHANNEL
-from worker.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ CHANNEL_KEY = KEYS.queue
 INFLIGHT_KEY = KEYS.inflight
 # The summary line: "Worker stopped: received=4 completed=2 failed=0 ... cancelled=0".
 SUMMARY = re.compile(r"Worker stopped: (?P<counters>(?:\w+=\d+ ?)+)$")
-# The pid that the log format puts after the logger name: "INFO worker.worker [1234] ...".
+# The pid that the log format puts after the logger name: "INFO worker.consume.worker [1234] ...".
 LOG_PID = re.compile(r" \[(?P<pid>\d+)\] ")
 
 Host = Mapping[str, Any]

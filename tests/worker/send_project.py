@@ -14,7 +14,7 @@ from django.test import override_settings
 from tests.worker.process_helpers import REPO_ROOT, WorkerProcess, runworker_command, worker_env
 from tests.worker.tasks_project import settings as project
 from tests.worker.tasks_project.consumers import HANDLED_KEY
-from worker._sender import close_connections
+from worker.sending.pools import close_connections
 
 SETTINGS_MODULE = "tests.worker.tasks_project.settings"
 

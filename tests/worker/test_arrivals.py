@@ -1,4 +1,4 @@
-"""``worker.arrivals``: at-least-once pollers wake on Redis key-tracking notices, not a timer."""
+"""Arrival watches: at-least-once pollers wake on Redis key-tracking notices, not a timer."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ from tests.worker._inprocess import (
     send_numbered,
     wait_until,
 )
-from worker._connection import call
-from worker.arrivals import ArrivalWatch
 from worker.config import ChannelConfig
-from worker.keys import ChannelKeys
-from worker.pop_connection import PopConnection
-from worker.queue import ChannelQueue, Popped
-from worker.worker import Worker
+from worker.consume.worker import Worker
+from worker.transport.arrivals import ArrivalWatch
+from worker.transport.connection import call
+from worker.transport.keys import ChannelKeys
+from worker.transport.pop_connection import PopConnection
+from worker.transport.queue import ChannelQueue, Popped
 
 pytestmark = pytest.mark.redis
 
@@ -212,7 +212,7 @@ async def test_a_redirect_to_a_connection_redis_dropped_makes_the_watch_reconnec
     old_id = watch.client_id
     assert old_id is not None
     watch.client_id = old_id + 1000
-    with caplog.at_level(logging.INFO, logger="worker.arrivals"):
+    with caplog.at_level(logging.INFO, logger="worker.transport.arrivals"):
         await popper.pop(10)
         assert not watch.live
         await wait_until(lambda: watch.live, 10, "the watch reconnected")
@@ -337,7 +337,7 @@ async def test_a_server_refusing_tracking_leaves_the_channel_polled(
     )
     sender = RedisChannelLayer(hosts=[limited_url], capacity=1000, expiry=3600)
     worker = slow_polling_worker(probe, worker_layer)
-    with caplog.at_level(logging.INFO, logger="worker.arrivals"):
+    with caplog.at_level(logging.INFO, logger="worker.transport.arrivals"):
         async with running(worker):
             await wait_until(lambda: "refused key tracking" in caplog.text, what="the log line")
             await send_numbered(sender, "jobs", 2)

@@ -14,9 +14,9 @@ from django.test import override_settings
 
 from routing import ChannelNameRouter, ProtocolTypeRouter
 from routing.types import Receive, Scope, Send
-from worker._django import check_served
 from worker.checks import check_installed_apps_order
 from worker.errors import ConfigurationError
+from worker.project import check_served
 
 DJANGO_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
 

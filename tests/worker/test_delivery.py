@@ -27,9 +27,9 @@ from tests.worker._inprocess import (
     wait_until,
 )
 from worker.config import AT_LEAST_ONCE, AT_MOST_ONCE, DELIVERY_MODES, ChannelConfig
-from worker.dead_letters import DeadLetter, DeadLetterBounds, DeadLetters
-from worker.keys import ChannelKeys
-from worker.worker import Worker
+from worker.consume.worker import Worker
+from worker.transport.dead_letters import DeadLetter, DeadLetterBounds, DeadLetters
+from worker.transport.keys import ChannelKeys
 
 CHANNEL = "jobs"
 # Task channels want a long layer expiry; the worker warns below 600 s.
@@ -338,7 +338,8 @@ async def test_async_handler_past_the_message_timeout_is_cancelled_retried_then_
     async with running(worker):
         await send_ids(layer, "stuck", *others)
         await wait_until(
-            lambda: worker.stats.dead == 1 and len(done) == 10, what="stuck one dead, others done"
+            lambda: worker.stats.dead == 1 and len(done) == 10,
+            what="stuck one dead, others done",
         )
 
     assert [attempt for attempt, _ in cancelled] == [1, 2]
@@ -693,7 +694,7 @@ async def test_redelivered_messages_are_counted_per_channel_and_type_in_metrics(
 ) -> None:
     from prometheus_client import CollectorRegistry
 
-    from worker.metrics import Metrics
+    from worker.ops.metrics import Metrics
 
     handled: list[str] = []
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 import uvloop
 
+from worker.consume.event_loop import loop_factory, running_loop_name
 from worker.errors import ConfigurationError
-from worker.event_loop import loop_factory, running_loop_name
 
 
 def loop_made_by(name: str) -> asyncio.AbstractEventLoop:

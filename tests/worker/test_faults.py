@@ -27,7 +27,7 @@ from tests.worker.faults_project.consumers import (
 )
 from tests.worker.process_helpers import WorkerProcess, runworker_command, wait_until
 from worker.config import AT_LEAST_ONCE, AT_MOST_ONCE
-from worker.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

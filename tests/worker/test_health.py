@@ -31,10 +31,10 @@ from tests.worker._ops import Ops, stop, wait_for
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess
 from worker.config import ChannelConfig
-from worker.health import HealthRecord, check
-from worker.keys import health_key
-from worker.pop_connection import PopConnection
-from worker.worker import Worker
+from worker.consume.worker import Worker
+from worker.ops.health import HealthRecord, check
+from worker.transport.keys import health_key
+from worker.transport.pop_connection import PopConnection
 
 # Stale after three intervals: short enough to see hangs quickly, long enough for a busy CI host.
 INTERVAL_S = 0.5

@@ -1,4 +1,4 @@
-"""``worker.layer``: which layers the worker serves, read timeouts on its hosts, redaction."""
+"""The layer: which layers the worker serves, read timeouts on its hosts, redaction."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tests.worker._inprocess import wait_until
 from worker.constants import READ_TIMEOUT_MARGIN_S
 from worker.errors import ConfigurationError, UnsupportedLayer
-from worker.layer import (
+from worker.transport.layer import (
     check_layer,
     connect,
     describe_hosts,

@@ -14,7 +14,7 @@ from tests.redis_server import RedisServer
 from tests.worker._ops import STARTED, Ops, runworker_command, stop
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess, wait_until
-from worker.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -77,7 +77,7 @@ def test_json_log_lines_carry_time_level_logger_message_and_the_message_fields(
         assert entry["process"] == worker.pid
     assert logged[-1]["message"].startswith("Worker stopped: received=2 completed=1 failed=1")
 
-    (failure,) = [entry for entry in logged if entry["logger"] == "worker.instance"]
+    (failure,) = [entry for entry in logged if entry["logger"] == "worker.consume.instance"]
     assert failure["level"] == "ERROR"
     assert failure["message"].startswith(
         f"Handler for 'ops.fail' on channel '{OPS_CHANNEL}' failed, attempt 1, after "
@@ -95,7 +95,7 @@ def test_json_log_lines_carry_time_level_logger_message_and_the_message_fields(
 
     (dead,) = [entry for entry in logged if entry["message"].startswith("Dead-lettered")]
     assert (dead["logger"], dead["channel"], dead["message_type"], dead["attempt"]) == (
-        "worker.settle",
+        "worker.consume.settle",
         OPS_CHANNEL,
         "ops.fail",
         1,

@@ -16,7 +16,7 @@ from tests.redis_server import free_port
 from tests.worker._ops import STARTED, Ops, runworker_command, stop, wait_for
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess, wait_until
-from worker.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

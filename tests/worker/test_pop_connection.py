@@ -1,4 +1,4 @@
-"""``worker.pop_connection.PopConnection``: a poller's pops on a connection of its own."""
+"""``worker.transport.pop_connection.PopConnection``: a poller's pops on a connection of its own."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from channels_redis.core import RedisChannelLayer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from worker._connection import call
-from worker.keys import ChannelKeys
-from worker.pop_connection import PopConnection
-from worker.queue import ChannelQueue
+from worker.transport.connection import call
+from worker.transport.keys import ChannelKeys
+from worker.transport.pop_connection import PopConnection
+from worker.transport.queue import ChannelQueue
 
 pytestmark = pytest.mark.redis
 

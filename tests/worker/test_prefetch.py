@@ -1,4 +1,4 @@
-"""``worker.prefetch``: the bounded buffer, alone and inside a worker with a backlog in Redis."""
+"""Prefetch: the bounded buffer, alone and inside a worker with a backlog in Redis."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from tests.worker._inprocess import (
     wait_until,
 )
 from worker.config import ChannelConfig
-from worker.delivery import Delivery
-from worker.prefetch import Prefetch
-from worker.queue import Popped
+from worker.consume.delivery import Delivery
+from worker.consume.prefetch import Prefetch
+from worker.transport.queue import Popped
 
 
 def delivery(number: int) -> Delivery:

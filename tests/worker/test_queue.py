@@ -1,4 +1,4 @@
-"""``worker.queue.ChannelQueue`` against a real redis-server, in channels-redis's own format."""
+"""``ChannelQueue`` against a real redis-server, in channels-redis's own format."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from channels_redis.core import RedisChannelLayer
 from redis.asyncio import Redis
 
 from tests.worker._inprocess import channel_key
-from worker.keys import ChannelKeys
-from worker.pop_connection import PopConnection
-from worker.queue import ChannelQueue, Popped
+from worker.transport.keys import ChannelKeys
+from worker.transport.pop_connection import PopConnection
+from worker.transport.queue import ChannelQueue, Popped
 
 pytestmark = pytest.mark.redis
 

@@ -14,7 +14,7 @@ import pytest
 from tests.worker._ops import OPS_PROJECT_DIR, STARTED, Ops, gone, runworker_command
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess, parent_pid, wait_until
-from worker.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys
 
 KEYS = ChannelKeys.for_channel("asgi", OPS_CHANNEL)
 

@@ -29,10 +29,9 @@ from tests.worker.process_helpers import wait_until
 from tests.worker.send_project import handled, project_settings, start_runworker
 from tests.worker.tasks_project import settings as project
 from worker.config import ChannelConfig
-from worker.errors import ConfigurationError
-from worker.send import asend, send, send_on_commit
-from worker.send_errors import (
+from worker.errors import (
     ChannelAtCapacity,
+    ConfigurationError,
     InvalidChannelName,
     MessageNotSendable,
     MessageTooLarge,
@@ -40,6 +39,7 @@ from worker.send_errors import (
     UnknownChannel,
     UnknownChannelWarning,
 )
+from worker.sending.api import asend, send, send_on_commit
 
 pytestmark = pytest.mark.redis
 

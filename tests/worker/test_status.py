@@ -19,7 +19,7 @@ import pytest
 from tests.worker._ops import OPS_SETTINGS, Ops, channel_worker_command, stop, wait_for
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import REPO_ROOT, wait_until
-from worker.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -23,7 +23,10 @@ from tests.worker.process_helpers import WorkerProcess, wait_until
 from tests.worker.send_project import project_settings, start_runworker
 from tests.worker.tasks_project import settings as project
 from tests.worker.tasks_project.tasks import add, async_add, async_resize, fail, flaky, resize
-from worker._tasks_compat import (
+from worker.errors import ChannelAtCapacity
+from worker.sending.api import send
+from worker.tasks.backend import ChannelLayerBackend
+from worker.tasks.compat import (
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
@@ -33,13 +36,10 @@ from worker._tasks_compat import (
     task_finished,
     task_started,
 )
-from worker.dead_letters import DeadLetters
-from worker.keys import ChannelKeys, task_result_key
-from worker.progress import PROGRESS_TYPE, progress_group
-from worker.send import send
-from worker.send_errors import ChannelAtCapacity
-from worker.tasks import ChannelLayerBackend
-from worker.testing import drain
+from worker.tasks.progress import PROGRESS_TYPE, progress_group
+from worker.testing.drain import drain
+from worker.transport.dead_letters import DeadLetters
+from worker.transport.keys import ChannelKeys, task_result_key
 
 pytestmark = pytest.mark.redis
 

@@ -1,4 +1,4 @@
-"""``worker.testing.drain``: run queued consumers and tasks in-process, through the real worker."""
+"""``drain``: run queued consumers and tasks in-process, through the real worker."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from routing import ChannelNameRouter, ProtocolTypeRouter
 from routing.types import Receive, Scope, Send
 from tests.worker.send_project import handled, project_settings
 from tests.worker.tasks_project.tasks import add, fail, slow
-from worker import pytest_plugin
-from worker._tasks_compat import TaskResultStatus
 from worker.config import ChannelConfig
-from worker.pytest_plugin import ChannelWorker
-from worker.send import asend, send
-from worker.testing import drain, drain_sync
+from worker.sending.api import asend, send
+from worker.tasks.compat import TaskResultStatus
+from worker.testing import pytest_plugin
+from worker.testing.drain import drain, drain_sync
+from worker.testing.pytest_plugin import ChannelWorker
 
 pytestmark = pytest.mark.redis
 
 CHANNEL = "thumbnails-generate"
-# What `pytest_plugins = ["worker.pytest_plugin"]` in a project's conftest.py provides.
+# What `pytest_plugins = ["worker.testing.pytest_plugin"]` in a project's conftest.py provides.
 channel_worker = pytest_plugin.channel_worker
 
 

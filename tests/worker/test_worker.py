@@ -33,9 +33,9 @@ from tests.worker._inprocess import (
     wait_until,
 )
 from worker.config import ChannelConfig
+from worker.consume.worker import Worker
 from worker.errors import ConfigurationError
-from worker.keys import ChannelKeys
-from worker.worker import Worker
+from worker.transport.keys import ChannelKeys
 
 CHANNEL_SCOPE = {"type": "channel", "channel": "jobs"}
 DELIVERY_MODES = ["at-least-once", "at-most-once"]

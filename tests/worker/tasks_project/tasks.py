@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 # django.tasks on Django 6, the django-tasks backport on Django 5.2.
-from worker._tasks_compat import TaskContext, task
-from worker.progress import Progress
+from worker.tasks.compat import TaskContext, task
+from worker.tasks.progress import Progress
 
 
 @task()

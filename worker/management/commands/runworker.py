@@ -8,10 +8,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from worker.cli.exit_codes import EXIT_CONFIG, EXIT_CRASHED
+from worker.cli.options import WorkerOptions, add_worker_arguments
+from worker.cli.runner import run
 from worker.errors import ConfigurationError
-from worker.logs import configure_logging
-from worker.options import add_worker_arguments
-from worker.runner import run
+from worker.ops.logs import configure_logging
 
 
 class Command(BaseCommand):
@@ -22,20 +23,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         add_worker_arguments(parser, standalone=False)
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        if options["check"]:
-            from worker.health import check
+    def handle(self, *args: Any, **parsed: Any) -> None:
+        options = WorkerOptions.from_parsed(parsed)
+        if options.check:
+            from worker.ops.health import check
 
-            healthy, line = check(options["channels"])
+            healthy, line = check(list(options.channels))
             self.stdout.write(line)
             if not healthy:
-                raise SystemExit(1)
+                raise SystemExit(EXIT_CRASHED)
             return
         if not logging.getLogger().handlers:
-            configure_logging(options["log_level"], options["log_format"])
+            configure_logging(options.log_level, options.log_format)
         try:
             code = run(options)
         except ConfigurationError as error:
-            raise CommandError(str(error), returncode=2) from error
+            raise CommandError(str(error), returncode=EXIT_CONFIG) from error
         if code:
             raise SystemExit(code)

@@ -1,0 +1,1 @@
+"""The command line: ``runworker`` and ``channel-worker``, options, the runner, the supervisor."""

@@ -1,0 +1,1 @@
+"""The run loop: lifecycle, listeners, prefetch, decoding, instances, settlement, lease upkeep."""

@@ -1,0 +1,280 @@
+"""A message's fate once taken: acknowledged, retried, dead-lettered or given back, counted once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from worker.backoff import full_jitter_delay_s
+from worker.consume.delivery import INVALID_TYPE
+from worker.errors import REDIS_DOWN, HandlerTimeout
+from worker.ops.logs import message_fields
+from worker.ops.metrics import NullMetrics
+from worker.transport.dead_letters import DeadLetter, message_id
+
+if TYPE_CHECKING:
+    from worker.config import ChannelConfig
+    from worker.consume.delivery import Delivery
+    from worker.ops.stats import Stats
+    from worker.transport.dead_letters import DeadLetters
+    from worker.transport.queue import ChannelQueue, Popped
+
+logger = logging.getLogger(__name__)
+
+
+def retry_delay_s(config: ChannelConfig, attempt: int) -> float:
+    """Exponential backoff with full jitter after the ``attempt``-th failure."""
+    return full_jitter_delay_s(attempt - 1, config.retry_backoff_min_s, config.retry_backoff_max_s)
+
+
+class Settlement:
+    """Records outcomes for one channel in Redis.
+
+    Acknowledgements are batched: while one round trip is in flight the next ones gather, so a
+    busy channel pays one Redis call per batch, not per message.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        config: ChannelConfig,
+        queues: Sequence[ChannelQueue],
+        dead_letters: DeadLetters,
+        stats: Stats,
+        worker_id: str,
+        metrics: NullMetrics | None = None,
+    ) -> None:
+        self.channel = channel
+        self.config = config
+        self.queues = queues
+        self.dead_letters = dead_letters
+        self.stats = stats
+        self.worker_id = worker_id
+        self.metrics = metrics or NullMetrics()
+        #: Handlers finished on this channel, for throughput figures.
+        self.completed_count = 0
+        #: Members this worker holds (prefetched or running), per host, for lease heartbeats.
+        self.held: dict[int, set[bytes]] = defaultdict(set)
+        # Per host: finished members, and those of them that also have attempt records.
+        self._acks: dict[int, list[bytes]] = defaultdict(list)
+        self._retried_acks: dict[int, list[bytes]] = defaultdict(list)
+        self._ack_ready = asyncio.Event()
+
+    def hold(self, delivery: Delivery) -> None:
+        if self.config.leased:
+            self.held[delivery.host_index].add(delivery.popped.member)
+
+    def release(self, delivery: Delivery) -> None:
+        self.held[delivery.host_index].discard(delivery.popped.member)
+
+    def completed(self, delivery: Delivery, duration_s: float = 0.0) -> None:
+        """The handler finished: count it once, drop the lease and attempt records (batched)."""
+        self.release(delivery)
+        self.completed_count += 1
+        self.stats.completed += 1
+        self.metrics.completed(self.channel, delivery.type, duration_s)
+        if delivery.attempt > 1:
+            self._retried_acks[delivery.host_index].append(delivery.popped.member)
+        elif not self.config.leased:
+            return
+        self._acks[delivery.host_index].append(delivery.popped.member)
+        self._ack_ready.set()
+
+    def received(self, message_type: str) -> None:
+        """A message was taken from the channel; ``INVALID_TYPE`` when it cannot be handled."""
+        self.stats.received += 1
+        if message_type == INVALID_TYPE:
+            self.stats.invalid += 1
+        self.metrics.received(self.channel, message_type)
+
+    def reconnected(self) -> None:
+        """Redis answered again after an outage."""
+        self.metrics.reconnected()
+
+    async def extend_leases(self, host_index: int) -> None:
+        """Push the leases of every message this worker holds on a host a whole lease ahead."""
+        held = list(self.held[host_index])
+        await self.queues[host_index].extend(held, time.time() + self.config.lease_s)
+
+    async def give_back(self, deliveries: Sequence[Delivery]) -> None:
+        """Put messages taken but not finished back at the head of their channel (on a stop).
+
+        Under at-least-once a failure to reach Redis leaves them leased, so they come back when
+        the lease runs out; under at-most-once they are lost, as that mode promises.
+        """
+        by_host: dict[int, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_host[delivery.host_index].append(delivery)
+            self.release(delivery)
+        for index, held in by_host.items():
+            try:
+                await self.queues[index].give_back([d.popped.member for d in held])
+            except REDIS_DOWN as error:
+                fate = "their leases will expire and they will be redelivered"
+                if not self.config.leased:
+                    fate = "they are lost"
+                logger.error(
+                    "Could not return %d message(s) to channel %r on host %d: %s; %s",
+                    len(held),
+                    self.channel,
+                    index,
+                    error,
+                    fate,
+                )
+                continue
+            self.stats.returned += len(held)
+            logger.info("Returned %d message(s) to channel %r", len(held), self.channel)
+
+    def redelivered(self, message_types: Sequence[str]) -> None:
+        """Messages whose lease ran out went back on the channel, one per type given."""
+        self.stats.redelivered += len(message_types)
+        for message_type in message_types:
+            self.metrics.redelivered(self.channel, message_type)
+
+    async def flush_acks_forever(self) -> None:
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            await self.flush_acks()
+
+    async def flush_acks(self) -> None:
+        for index, members in list(self._acks.items()):
+            if not members:
+                continue
+            self._acks[index] = []
+            retried, self._retried_acks[index] = self._retried_acks[index], []
+            try:
+                await self.queues[index].settle(members, retried)
+            except REDIS_DOWN as error:
+                # The leases expire and the messages are redelivered: duplicates, not losses.
+                logger.warning(
+                    "Could not acknowledge %d message(s) on channel %r: %s; they will be "
+                    "redelivered",
+                    len(members),
+                    self.channel,
+                    error,
+                )
+
+    async def failed(
+        self, delivery: Delivery, error: BaseException, reason: str, duration_s: float = 0.0
+    ) -> None:
+        """The handler raised or timed out: count it, then retry with backoff or dead-letter."""
+        self.release(delivery)
+        self.stats.failed += 1
+        if isinstance(error, HandlerTimeout):
+            self.stats.timed_out += 1
+        self.metrics.failed(self.channel, delivery.type, duration_s)
+        attempt = delivery.attempt
+        if attempt < self.config.max_attempts:
+            delay_s = retry_delay_s(self.config, attempt)
+            try:
+                await self.queues[delivery.host_index].schedule_retry(
+                    delivery.popped.member, time.time() + delay_s, delivery.first_attempt_at
+                )
+            except REDIS_DOWN as redis_error:
+                self._lost(delivery, redis_error)
+                return
+            self.stats.retried += 1
+            self.metrics.retried(self.channel, delivery.type)
+            logger.warning(
+                "Retrying %r on channel %r in %.1f s (attempt %d of %d failed after %.1f ms: %s)",
+                delivery.type,
+                self.channel,
+                delay_s,
+                attempt,
+                self.config.max_attempts,
+                duration_s * 1000,
+                reason,
+                extra=message_fields(self.channel, delivery.type, attempt, duration_s),
+            )
+            return
+        await self.dead_letter(
+            delivery.host_index,
+            delivery.popped,
+            f"failed {attempt} attempt(s); last: {reason}",
+            message=delivery.message,
+            error=error,
+            first_attempt_at=delivery.first_attempt_at,
+            last_attempt_at=delivery.started_at_epoch,
+        )
+
+    async def dead_letter(
+        self,
+        host_index: int,
+        popped: Popped,
+        reason: str,
+        *,
+        message: object = None,
+        error: BaseException | None = None,
+        first_attempt_at: float | None = None,
+        last_attempt_at: float | None = None,
+    ) -> None:
+        """Move a message to the channel's dead letters with why; never drop it silently."""
+        self.held[host_index].discard(popped.member)
+        letter = DeadLetter(
+            channel=self.channel,
+            reason=reason,
+            attempts=popped.previous_attempts + (1 if error is not None else 0),
+            message_type=message.get("type") if isinstance(message, dict) else None,
+            message_id=message_id(message),
+            error_type=type(error).__name__ if error is not None else None,
+            error=str(error) if error is not None else None,
+            traceback=("".join(traceback.format_exception(error)) if error is not None else None),
+            first_attempt_at=first_attempt_at,
+            last_attempt_at=last_attempt_at,
+            worker_id=self.worker_id,
+            size_bytes=len(popped.member),
+            host_index=host_index,
+        )
+        try:
+            trimmed = await self.dead_letters.add(letter, popped.member)
+        except REDIS_DOWN as redis_error:
+            logger.error(
+                "Could not dead-letter a message on channel %r (%s): %s; it is lost",
+                self.channel,
+                reason,
+                redis_error,
+            )
+            return
+        self.stats.dead += 1
+        self.metrics.dead_lettered(self.channel, str(letter.message_type or INVALID_TYPE))
+        logger.error(
+            "Dead-lettered %s on channel %r after %d attempt(s) (id %s): %s",
+            repr(letter.message_type) if letter.message_type else "an invalid message",
+            self.channel,
+            letter.attempts,
+            letter.id,
+            reason,
+            extra=message_fields(
+                self.channel, str(letter.message_type or INVALID_TYPE), letter.attempts
+            ),
+        )
+        if trimmed:
+            self.stats.dead_trimmed += trimmed
+            logger.warning(
+                "Dead letters of channel %r over their bound: %d oldest removed",
+                self.channel,
+                trimmed,
+            )
+
+    def _lost(self, delivery: Delivery, error: BaseException) -> None:
+        if self.config.leased:
+            logger.warning(
+                "Could not schedule a retry of %r on channel %r (%s); its lease will expire "
+                "and it will be redelivered",
+                delivery.type,
+                self.channel,
+                error,
+            )
+        else:
+            logger.error(
+                "Could not schedule a retry of %r on channel %r (%s); at-most-once: it is lost",
+                delivery.type,
+                self.channel,
+                error,
+            )

@@ -1,0 +1,247 @@
+"""Health: a local record for ``runworker --check`` and a TTL'd record in Redis for ``status``.
+
+The local file answers "is THIS replica's worker alive and serving its channels?" even while
+Redis is down: a worker reconnecting to Redis is healthy (a restart would not help), a worker
+whose listener died or whose event loop hangs is not. The Redis record lets
+``channel-worker status`` count live workers anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from worker.errors import REDIS_DOWN
+from worker.transport.keys import ChannelKeys, health_key, rate_key
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from worker.ops.metrics import NullMetrics
+    from worker.ops.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEALTH_INTERVAL_S = 5.0
+# A record older than this many intervals means the worker stopped refreshing it.
+STALE_AFTER_INTERVALS = 3
+RATE_BUCKET_S = 10
+
+
+def health_dir() -> Path:
+    """Where this host's workers keep their health files (``CHANNEL_WORKER_HEALTH_DIR``)."""
+    configured = os.environ.get("CHANNEL_WORKER_HEALTH_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "channel-worker"
+
+
+@dataclass(slots=True)
+class HealthRecord:
+    worker_id: str
+    pid: int
+    channels: list[str]
+    interval_s: float
+    updated_at: float
+    healthy: bool
+    problem: str | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> HealthRecord:
+        return cls(**json.loads(text))
+
+    def stale(self, now: float) -> bool:
+        return now - self.updated_at > STALE_AFTER_INTERVALS * self.interval_s
+
+
+@dataclass(slots=True)
+class ChannelSample:
+    """A channel's queue as seen from Redis, for health, metrics and status."""
+
+    queued: int = 0
+    oldest_score: float | None = None
+
+    def oldest_age_s(self, now: float) -> float:
+        return max(0.0, now - self.oldest_score) if self.oldest_score is not None else 0.0
+
+
+async def sample_channel(clients: Iterable[Redis], keys: ChannelKeys) -> ChannelSample:
+    sample = ChannelSample()
+    for client in clients:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.queue)
+            pipe.zrange(keys.queue, 0, 0, withscores=True)
+            queued, head = await pipe.execute()
+        sample.queued += int(queued)
+        if head:
+            score = float(head[0][1])
+            if sample.oldest_score is None or score < sample.oldest_score:
+                sample.oldest_score = score
+    return sample
+
+
+class HealthReporter:
+    """Refreshes the health records every ``interval_s`` while the worker runs."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        channels: list[str],
+        prefix: str,
+        clients: list[Redis],
+        stats: Stats,
+        problem: Callable[[], str | None],
+        in_flight: Callable[[], dict[str, int]],
+        completed: Callable[[], dict[str, int]],
+        metrics: NullMetrics,
+        interval_s: float = DEFAULT_HEALTH_INTERVAL_S,
+        directory: Path | None = None,
+    ) -> None:
+        self.worker_id = worker_id
+        self.channels = channels
+        self.prefix = prefix
+        self.clients = clients
+        self.stats = stats
+        self.problem = problem
+        self.in_flight = in_flight
+        self.completed = completed
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.path = (directory or health_dir()) / f"{os.getpid()}.json"
+        self._reported: dict[str, int] = {}
+
+    async def run(self) -> None:
+        while True:
+            await self.report()
+            await asyncio.sleep(self.interval_s)
+
+    async def report(self) -> None:
+        problem = self.problem()
+        record = HealthRecord(
+            worker_id=self.worker_id,
+            pid=os.getpid(),
+            channels=self.channels,
+            interval_s=self.interval_s,
+            updated_at=time.time(),
+            healthy=problem is None,
+            problem=problem,
+            counters=self.stats.as_dict(),
+            in_flight=self.in_flight(),
+        )
+        self._write_local(record)
+        if problem is not None:
+            logger.error("Worker unhealthy: %s", problem)
+            return
+        try:
+            # Bounded, so a Redis that accepts connections but does not answer cannot stall
+            # the local record: --check would call a worker waiting for Redis hung. The
+            # TimeoutError this raises is an OSError, one of REDIS_DOWN.
+            await asyncio.wait_for(self._write_redis(record), self.interval_s)
+        except REDIS_DOWN as error:
+            logger.debug("Health record not written to Redis: %r", error)
+
+    def _write_local(self, record: HealthRecord) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(record.to_json())
+        temporary.replace(self.path)
+
+    async def _write_redis(self, record: HealthRecord) -> None:
+        ttl_s = max(1, round(STALE_AFTER_INTERVALS * self.interval_s))
+        completed = self.completed()
+        bucket = int(record.updated_at // RATE_BUCKET_S)
+        client = self.clients[0]
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(health_key(self.prefix, self.worker_id), record.to_json(), ex=ttl_s)
+            for channel, total in completed.items():
+                delta = total - self._reported.get(channel, 0)
+                if delta:
+                    key = rate_key(self.prefix, channel, bucket)
+                    pipe.incrby(key, delta)
+                    pipe.expire(key, 120)
+            await pipe.execute()
+        self._reported = dict(completed)
+        for channel in self.channels:
+            sample = await sample_channel(
+                self.clients, ChannelKeys.for_channel(self.prefix, channel)
+            )
+            self.metrics.sample(
+                channel,
+                record.in_flight.get(channel, 0),
+                sample.queued,
+                sample.oldest_age_s(record.updated_at),
+            )
+
+    async def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.clients[0].delete(health_key(self.prefix, self.worker_id))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check(channels: list[str], directory: Path | None = None) -> tuple[bool, str]:
+    """Whether a worker on this host is alive and serving ``channels``, and one line why."""
+    directory = directory or health_dir()
+    now = time.time()
+    reasons: list[str] = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            record = HealthRecord.from_json(path.read_text())
+        except (OSError, ValueError, TypeError):
+            continue
+        if not pid_alive(record.pid):
+            continue
+        missing = [channel for channel in channels if channel not in record.channels]
+        if record.stale(now):
+            reasons.append(
+                f"worker {record.worker_id} last reported {now - record.updated_at:.0f} s ago "
+                f"(every {record.interval_s:g} s expected): hung or stopped"
+            )
+        elif not record.healthy:
+            reasons.append(f"worker {record.worker_id} is unhealthy: {record.problem}")
+        elif missing:
+            reasons.append(
+                f"worker {record.worker_id} does not serve {', '.join(map(repr, missing))} "
+                f"(serves {', '.join(map(repr, record.channels))})"
+            )
+        else:
+            served = ", ".join(record.channels)
+            return True, f"healthy: worker {record.worker_id} serving {served}"
+    if not reasons:
+        return False, f"no running worker on this host (no live health record in {directory})"
+    return False, "; ".join(reasons)
+
+
+def read_records(raw: Iterable[Any]) -> list[HealthRecord]:
+    records = []
+    for value in raw:
+        if value is None:
+            continue
+        try:
+            records.append(HealthRecord.from_json(value))
+        except (ValueError, TypeError):
+            continue
+    return records

@@ -1,0 +1,133 @@
+"""The Django project served: settings, import paths, ASGI application, its channels, layer."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from worker.errors import ConfigurationError
+from worker.names import is_task_channel
+from worker.transport.layer import check_layer
+
+if TYPE_CHECKING:
+    from channels_redis.core import RedisChannelLayer
+
+    from routing.types import ASGIApp
+
+
+def setup_django(settings_module: str | None, pythonpath: list[str]) -> None:
+    """Configure Django the way ``manage.py`` would, from the current directory."""
+    for entry in reversed([os.getcwd(), *pythonpath]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if settings_module:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise ConfigurationError(
+            "No Django settings: set DJANGO_SETTINGS_MODULE or pass --settings "
+            "mysite.settings (or run `python manage.py runworker`)."
+        )
+    import django
+
+    try:
+        django.setup()
+    except ImportError as error:
+        raise ConfigurationError(
+            f"Cannot import the settings module "
+            f"{os.environ['DJANGO_SETTINGS_MODULE']!r}: {error}. Run runworker from your "
+            "project directory or add it with --pythonpath."
+        ) from error
+
+
+def import_string(dotted: str, what: str) -> Any:
+    module_name, _, attribute = dotted.rpartition(".")
+    if not module_name:
+        raise ConfigurationError(
+            f"{what} {dotted!r} is not a dotted path; expected e.g. 'mysite.asgi.application'."
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigurationError(f"Cannot import {what} module {module_name!r}: {error}") from error
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigurationError(
+            f"{what} {dotted!r}: module {module_name!r} has no attribute {attribute!r}."
+        ) from None
+
+
+def load_application(dotted: str | None) -> ASGIApp:
+    """The root application: ``--application`` or the ``ASGI_APPLICATION`` setting."""
+    from django.conf import settings
+
+    path = dotted or getattr(settings, "ASGI_APPLICATION", None)
+    if not path:
+        raise ConfigurationError(
+            "No ASGI application: set ASGI_APPLICATION = 'mysite.asgi.application' in your "
+            "settings or pass --application."
+        )
+    application: ASGIApp = import_string(path, "ASGI application")
+    return application
+
+
+def load_layer(alias: str) -> RedisChannelLayer:
+    from channels.exceptions import InvalidChannelLayerError
+    from channels.layers import get_channel_layer
+
+    try:
+        layer = get_channel_layer(alias)
+    except InvalidChannelLayerError as error:
+        raise ConfigurationError(f"Channel layer {alias!r} is misconfigured: {error}") from error
+    return check_layer(layer, alias)
+
+
+def _mapping(application: object, class_name: str) -> dict[str, Any] | None:
+    mapping = getattr(application, "application_mapping", None)
+    if type(application).__name__ == class_name and isinstance(mapping, dict):
+        return mapping
+    return None
+
+
+def routed_channels(application: object) -> frozenset[str] | None:
+    """The channel names ``application`` routes, or None when its shape is not known.
+
+    Looks through ``ProtocolTypeRouter({"channel": ChannelNameRouter({...})})`` (ours or
+    Channels', by class name); a ``ProtocolTypeRouter`` without ``"channel"`` routes none.
+    """
+    protocols = _mapping(application, "ProtocolTypeRouter")
+    if protocols is not None:
+        if "channel" not in protocols:
+            return frozenset()
+        application = protocols["channel"]
+    names = _mapping(application, "ChannelNameRouter")
+    return frozenset(names) if names is not None else None
+
+
+def check_served(application: object, channels: list[str]) -> None:
+    """Fail at start-up when the root application cannot route a consumed channel.
+
+    Looks through ``ProtocolTypeRouter({"channel": ChannelNameRouter({...})})`` (ours or
+    Channels'); other shapes are trusted. Task channels are served by the worker itself.
+    """
+    channels = [channel for channel in channels if not is_task_channel(channel)]
+    if not channels:
+        return
+    protocols = _mapping(application, "ProtocolTypeRouter")
+    if protocols is not None and "channel" not in protocols:
+        raise ConfigurationError(
+            "The ASGI application's ProtocolTypeRouter has no 'channel' entry, so it cannot "
+            "handle worker messages; add 'channel': ChannelNameRouter({...})."
+        )
+    names = routed_channels(application)
+    if names is None:
+        return
+    missing = [channel for channel in channels if channel not in names]
+    if missing:
+        raise ConfigurationError(
+            f"No application for channel(s) {', '.join(map(repr, missing))} in the ASGI "
+            f"application's ChannelNameRouter; known channels: "
+            f"{', '.join(map(repr, sorted(names))) or '(none)'}."
+        )

@@ -1,0 +1,216 @@
+"""A ``django.tasks`` backend that runs tasks on ``runworker`` through the channel layer.
+
+::
+
+    TASKS = {
+        "default": {
+            "BACKEND": "worker.tasks.backend.ChannelLayerBackend",
+            "QUEUES": ["default", "emails"],  # runworker tasks.default tasks.emails
+            "OPTIONS": {"LAYER": "default", "RESULT_TTL_S": 86400},
+        }
+    }
+
+``enqueue()`` stores a ``READY`` result, then sends ``{"type": "task.run", ...}`` to the channel
+``tasks.<queue_name>``; the worker runs the function and stores the outcome, which
+``get_result()`` and ``result.refresh()`` read back. Works with ``django.tasks`` (Django 6) and
+with the ``django-tasks`` backport (Django 5.2).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from worker.errors import ConfigurationError
+from worker.names import task_channel
+from worker.sending.api import Prepared, adeliver, prepare, redis_send_sync
+from worker.tasks.compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+)
+from worker.tasks.results import DEFAULT_RESULT_TTL_S, ResultStore, from_record, to_record
+from worker.transport.layer import check_layer
+
+if TYPE_CHECKING:
+    from channels_redis.core import RedisChannelLayer
+
+    from worker.tasks.compat import Task
+
+__all__ = ["TASK_MESSAGE_TYPE", "ChannelLayerBackend", "task_channel"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The ``"type"`` of task messages on task channels.
+TASK_MESSAGE_TYPE = "task.run"
+_OPTIONS = {"LAYER", "RESULT_TTL_S"}
+# Channels' channel-name rule, without the process-specific "!" part.
+_CHANNEL_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")
+
+
+class ChannelLayerBackend(BaseTaskBackend):
+    """Tasks travel as channel messages to ``runworker tasks.<queue_name>``; results in Redis.
+
+    Async tasks and ``run_after`` (parked in the channel's delayed set until due) are supported;
+    priority is not (a channel is first in, first out). Retries and dead letters are the
+    worker's: set ``max_attempts`` for task channels in ``CHANNEL_WORKER["CHANNELS"]``.
+    """
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        unknown = sorted(set(self.options) - _OPTIONS)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS'] has unknown key(s) {', '.join(map(repr, unknown))};"
+                f" known keys: {', '.join(map(repr, sorted(_OPTIONS)))}."
+            )
+        self.layer_alias: str = self.options.get("LAYER", "default")
+        ttl_s = self.options.get("RESULT_TTL_S", DEFAULT_RESULT_TTL_S)
+        if not isinstance(ttl_s, int | float) or isinstance(ttl_s, bool) or ttl_s <= 0:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['RESULT_TTL_S'] is {ttl_s!r}; expected a number of "
+                "seconds > 0."
+            )
+        self.result_ttl_s = float(ttl_s)
+        for queue_name in sorted(self.queues):
+            problem = queue_name_problem(queue_name)
+            if problem:
+                raise ImproperlyConfigured(f"TASKS[{alias!r}]['QUEUES']: {problem}")
+        self._store: ResultStore | None = None
+
+    @property
+    def store(self) -> ResultStore:
+        """The result store on the backend's layer, checked on first use."""
+        if self._store is None:
+            self._store = ResultStore(self._layer(), self.result_ttl_s)
+        return self._store
+
+    def _layer(self) -> RedisChannelLayer:
+        from channels.layers import get_channel_layer
+
+        return check_layer(get_channel_layer(self.layer_alias), self.layer_alias)
+
+    def validate_task(self, task: Task[..., Any]) -> None:
+        super().validate_task(task)
+        problem = queue_name_problem(task.queue_name)
+        if problem:
+            raise InvalidTask(problem)
+
+    def enqueue(
+        self, task: Task[P, R], args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[P, R]:
+        self.validate_task(task)
+        store = self.store
+        result, prepared = self._prepare(task, args, kwargs)
+        due_at = _due_at(result)
+        # The result first, so get_result() works as soon as a worker could run the task; a
+        # send that fails leaves no result behind.
+        store.save_sync(result, keep_until=due_at)
+        try:
+            redis_send_sync(prepared, due_at)
+        except BaseException:
+            store.delete_sync(result.id)
+            raise
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    async def aenqueue(
+        self, task: Task[P, R], args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[P, R]:
+        self.validate_task(task)
+        store = self.store
+        result, prepared = self._prepare(task, args, kwargs)
+        due_at = _due_at(result)
+        await store.asave(result, keep_until=due_at)
+        try:
+            await adeliver(prepared, due_at)
+        except BaseException:
+            await store.adelete(result.id)
+            raise
+        await task_enqueued.asend(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
+        return self._result(self.store.load_sync(result_id), result_id)
+
+    async def aget_result(self, result_id: str) -> TaskResult[..., Any]:
+        return self._result(await self.store.aload(result_id), result_id)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        try:
+            self._layer()
+        except ConfigurationError as error:
+            return [
+                checks.Error(
+                    f"TASKS[{self.alias!r}] cannot use channel layer {self.layer_alias!r}: {error}",
+                    id="channel_worker.E001",
+                )
+            ]
+        return []
+
+    def _prepare(
+        self, task: Task[P, R], args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> tuple[TaskResult[P, R], Prepared]:
+        result = TaskResult(
+            task=task,
+            id=get_random_string(32),
+            status=TaskResultStatus.READY,
+            enqueued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=list(args),
+            kwargs=dict(kwargs),
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        record = to_record(result)
+        message = {
+            "type": TASK_MESSAGE_TYPE,
+            "task_id": result.id,
+            **{key: record[key] for key in ("task", "queue_name", "priority", "run_after")},
+            **{key: record[key] for key in ("backend", "args", "kwargs", "enqueued_at")},
+        }
+        channel = task_channel(task.queue_name)
+        return result, prepare(channel, message, self.layer_alias, check_known=False)
+
+    def _result(self, record: dict[str, Any] | None, result_id: str) -> TaskResult[..., Any]:
+        if record is None:
+            raise TaskResultDoesNotExist(
+                f"No result {result_id!r} on backend {self.alias!r}: unknown id, or older than "
+                f"RESULT_TTL_S={self.result_ttl_s:g} s."
+            )
+        return from_record(record)
+
+
+def _due_at(result: TaskResult[..., Any]) -> float | None:
+    run_after = result.task.run_after
+    return run_after.timestamp() if run_after is not None else None
+
+
+def queue_name_problem(queue_name: object) -> str | None:
+    """Why ``queue_name`` cannot name a task channel, or None when it can."""
+    channel = task_channel(str(queue_name))
+    if isinstance(queue_name, str) and _CHANNEL_NAME.match(channel) and len(channel) < 100:
+        return None
+    return (
+        f"Queue name {queue_name!r} cannot name the task channel "
+        f"{channel!r}: use ASCII letters, digits, hyphens, underscores "
+        "and periods, at most 93 characters, e.g. 'default' or 'emails'."
+    )

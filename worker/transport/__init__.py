@@ -1,0 +1,1 @@
+"""Redis: key names, Lua scripts, channel queues, pop connections, arrival notices, layers."""
