@@ -1,6 +1,6 @@
 # The example project's image: this project and the example's dependencies, installed from
-# uv.lock the way `make sync` does (`uv sync --locked`, Python 3.12), without the dev tools and
-# with the `fast` extra (uvloop, hiredis).
+# uv.lock the way `make demo` does (`uv sync --locked`, Python 3.12): the `example` group and the
+# `fast` extra (uvloop, hiredis), without the test, lint and docs tools.
 FROM python:3.12-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -13,12 +13,12 @@ RUN python -m pip install --no-cache-dir uv
 
 WORKDIR /app
 # The locked dependencies first, so that a code change does not reinstall them.
-COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --locked --no-dev --extra fast --no-install-project
+COPY pyproject.toml uv.lock README.md LICENSE ./
+RUN uv sync --locked --no-default-groups --group example --extra fast --no-install-project
 COPY routing ./routing
 COPY worker ./worker
 COPY example ./example
-RUN uv sync --locked --no-dev --extra fast
+RUN uv sync --locked --no-default-groups --group example --extra fast
 
 ENV DJANGO_SETTINGS_MODULE=example.settings \
     EXAMPLE_DATA_DIR=/data

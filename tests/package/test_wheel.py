@@ -132,6 +132,9 @@ def test_the_wheel_holds_both_packages_with_py_typed_and_no_tests_example_bench_
     assert top_level == {*PACKAGES, dist_info}
     assert f"{dist_info}/licenses/LICENSE" in names
     assert [name for name in names if "__pycache__" in name or name.endswith(".pyc")] == []
+    # The Lua scripts are data files beside their module, read at import.
+    lua = {Path(name).name for name in names if name.startswith("worker/transport/lua/")}
+    assert {"pop.lua", "send.lua", "requeue_at_head.lua"} <= lua
 
 
 def test_the_sdist_holds_the_sources_and_no_virtualenvs_caches_or_built_docs(
@@ -183,6 +186,12 @@ def test_the_public_api_imports_from_the_installed_wheel_not_the_checkout(
     printed = run(
         [installed.python, "-c", "import worker, sys; print(worker.__file__)"], cwd=installed.cwd
     )
+
+    scripts = run(
+        [installed.python, "-c", "from worker.transport import scripts; print(scripts.POP)"],
+        cwd=installed.cwd,
+    )
+    assert "ZPOPMIN" in scripts
 
     worker_file = Path(printed.strip()).resolve()
     assert worker_file.is_relative_to(installed.root.resolve()), worker_file

@@ -2,7 +2,7 @@
 
 ::
 
-    from worker.sending.api import asend, send, send_on_commit
+    from worker import asend, send, send_on_commit
 
     send("thumbnails-generate", {"type": "thumbnails.generate", "id": 7})        # sync code
     await asend("thumbnails-generate", {"type": "thumbnails.generate", "id": 7})  # async code

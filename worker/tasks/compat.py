@@ -40,7 +40,7 @@ else:
             import django_tasks  # noqa: F401
         except ImportError as error:
             raise ImportError(
-                "worker.tasks.backend needs django.tasks (Django 6) or the django-tasks backport "
+                "worker.tasks needs django.tasks (Django 6) or the django-tasks backport "
                 "(pip install django-tasks) on Django 5.2."
             ) from error
         from django_tasks import DEFAULT_TASK_QUEUE_NAME, task, task_backends

@@ -6,7 +6,7 @@ dispatch path: messages are decoded by the layer's serializer, handed to consume
 
 ::
 
-    from worker.testing.drain import drain
+    from worker import drain
 
     async def test_thumbnail_is_generated():
         await asend("thumbnails-generate", {"type": "thumbnails.generate", "id": 7})

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.transport import scripts
 from worker.transport.keys import ChannelKeys
+from worker.transport.layer import connect
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -96,8 +97,6 @@ class DeadLetters:
         clients: Sequence[Redis] | None = None,
         bounds: DeadLetterBounds | None = None,
     ) -> None:
-        from worker.transport.layer import connect
-
         self.layer = layer
         self._owns_clients = clients is None
         self.clients = list(clients) if clients is not None else connect(layer, 0.0)
