@@ -9,7 +9,7 @@ VENV ?= .venv
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) run --locked --python $(PYTHON) --no-python-downloads
 
-.PHONY: demo test test-redis7 lint sync uv bench clean
+.PHONY: demo test test-redis7 lint docs sync uv bench clean
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
@@ -39,6 +39,10 @@ lint: sync
 	$(RUN) ruff format --check .
 	$(RUN) mypy --strict routing worker tests bench example
 	$(RUN) lint-imports
+
+# The documentation site: warnings are errors, and every cross-reference must resolve (-n).
+docs: sync
+	$(RUN) sphinx-build -W --keep-going -n -b html docs docs/_build/html
 
 bench: sync
 	$(RUN) python bench/bench_routing.py

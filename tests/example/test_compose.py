@@ -200,7 +200,8 @@ def test_the_dockerfiles_copy_and_install_steps_build_the_project(tmp_path: Path
                 copy(REPO_ROOT / source, target)
         elif line.startswith("RUN uv sync"):
             command = [uv, *shlex.split(line)[2:], "--python", sys.executable]
-            subprocess.run(command, cwd=app, env=env, check=True, capture_output=True)
+            done = subprocess.run(command, cwd=app, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, f"{line}\n{done.stderr}"
     python = str(venv / "bin" / "python")
     probe = "from worker.transport import scripts; import PIL, uvicorn, uvloop; print('ok')"
     assert subprocess.run([python, "-c", probe], cwd=tmp_path, check=True, capture_output=True,

@@ -74,7 +74,7 @@ class Worker:
       until its handler finished, i.e. until the instance asks ``receive()`` for the next one.
       If the worker dies, another live worker redelivers it once the lease expires, so a message
       may be handled twice but is never lost to a crash. An idle channel waits for a Redis
-      key-tracking notice rather than blocking in Redis (``worker.transport.arrivals``).
+      key-tracking notice rather than blocking in Redis.
     - ``at-most-once``: a message leaves Redis when the worker takes it, like channels-redis's
       own ``receive()``; a worker killed mid-handler loses it and the (bounded) prefetched ones.
 
