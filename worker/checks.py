@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig, apps
 from django.core.checks import CheckMessage, Tags, Warning, register
-
-# Apps that ship a management command named "runworker" of their own.
-_COMPETING_APPS = ("channels", "daphne")
+from django.core.management import find_commands
 
 
 @register(Tags.compatibility)
@@ -23,11 +22,15 @@ def check_installed_apps_order(
 
     Django resolves a management command to the first app in ``INSTALLED_APPS`` that defines it.
     """
-    names = [config.name for config in apps.get_app_configs()]
+    configs = list(apps.get_app_configs())
+    names = [config.name for config in configs]
     if "worker" not in names:
         return []
-    ours = names.index("worker")
-    earlier = [name for name in _COMPETING_APPS if name in names[:ours]]
+    earlier = [
+        config.name
+        for config in configs[: names.index("worker")]
+        if "runworker" in find_commands(os.path.join(config.path, "management"))
+    ]
     return [
         Warning(
             f"{name!r} comes before 'worker' in INSTALLED_APPS, so `manage.py runworker` runs "
