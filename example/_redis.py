@@ -19,6 +19,8 @@ from example._processes import Child, ChildFailed, Stop, say
 from worker.transport.layer import redact
 
 START_TIMEOUT_S = 10.0
+# Lines of the server's log quoted when it fails.
+LOG_TAIL_LINES = 10
 
 
 class NoRedisServer(RuntimeError):
@@ -83,6 +85,10 @@ class RedisProcess:
             "--appendonly", "no",
             "--daemonize", "no",
             "--loglevel", "warning",
+            # To a file, quoted if the server fails: its start-up warnings are not the demo's.
+            # (It warns that memory overcommit is off, which only matters to the fork of a
+            # snapshot or a replica's sync; this server never forks.)
+            "--logfile", str(self.log_path),
         ]  # fmt: skip
         self.children.append(Child("redis", command, os.environ, self.directory, stop))
         url = f"redis://127.0.0.1:{port}/0"
@@ -104,12 +110,30 @@ class RedisProcess:
             if time.monotonic() > deadline:
                 raise ChildFailed(
                     f"The Redis server at {url} did not answer in {START_TIMEOUT_S:g} s."
+                    f"{self.log_tail()}"
                 )
             stop.wait(0.05)
 
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "server.log"
+
+    def log_tail(self) -> str:
+        """The end of the server's log, to quote in an error; empty when there is none."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            return ""
+        if not lines:
+            return ""
+        return " Its log ends:" + "".join(f"\n  {line}" for line in lines)
+
     def raise_if_exited(self) -> None:
         for child in self.children:
-            child.raise_if_exited("(the Redis server)")
+            try:
+                child.raise_if_exited("(the Redis server)")
+            except ChildFailed as error:
+                raise ChildFailed(f"{error}{self.log_tail()}") from None
 
     def stop(self) -> None:
         for child in self.children:

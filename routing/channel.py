@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from routing._validate import check_mapping
 from routing.exceptions import MissingScopeKey, UnknownChannel, quoted_list
@@ -33,12 +34,12 @@ class ChannelNameRouter:
         """The channel names this router serves."""
         return frozenset(self.applications)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         try:
             application = self.applications[scope["channel"]]
         except KeyError:
             raise self._error(scope) from None
-        await application(scope, receive, send)
+        return await application(scope, receive, send)
 
     def _error(self, scope: Scope) -> Exception:
         if "channel" not in scope:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 from routing._validate import check_mapping
 from routing.exceptions import MissingScopeKey, UnknownProtocol, quoted_list
@@ -19,12 +19,12 @@ class _DjangoASGIApplication:
     def __init__(self, router: ProtocolTypeRouter) -> None:
         self._router = router
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         from django.core.asgi import get_asgi_application
 
         application = cast("ASGIApp", get_asgi_application())
         self._router.applications["http"] = application
-        await application(scope, receive, send)
+        return await application(scope, receive, send)
 
 
 class ProtocolTypeRouter:
@@ -48,12 +48,12 @@ class ProtocolTypeRouter:
         """The mapping, under the name Channels uses."""
         return self.applications
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         try:
             application = self.applications[scope["type"]]
         except KeyError:
             raise self._error(scope) from None
-        await application(scope, receive, send)
+        return await application(scope, receive, send)
 
     def _error(self, scope: Scope) -> Exception:
         if "type" not in scope:

@@ -9,6 +9,7 @@ Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
-ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Routers pass an application's return value back up, as Channels' routers do.
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[Any]]
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send"]

@@ -319,7 +319,7 @@ class URLRouter:
             return route.application, remaining, args, kwargs
         return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         path = scope.get("path_remaining")
         if path is None:
             path = scope.get("path")
@@ -333,7 +333,7 @@ class URLRouter:
         if outer:
             args = tuple(outer.get("args", ())) + args
             kwargs = {**outer.get("kwargs", {}), **kwargs}
-        await application(
+        return await application(
             {
                 **scope,
                 "path_remaining": remaining,

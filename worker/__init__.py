@@ -23,9 +23,11 @@ if TYPE_CHECKING:
         InvalidChannelName,
         MessageNotSendable,
         MessageTooLarge,
+        RedisOutOfMemory,
         SendError,
         UnknownChannel,
         UnknownChannelWarning,
+        UnknownMessageType,
         UnsupportedLayer,
         WorkerError,
     )
@@ -61,7 +63,9 @@ _EXPORTS = {
     "MessageTooLarge": "worker.errors",
     "UnknownChannel": "worker.errors",
     "UnknownChannelWarning": "worker.errors",
+    "UnknownMessageType": "worker.errors",
     "ChannelAtCapacity": "worker.errors",
+    "RedisOutOfMemory": "worker.errors",
 }
 
 __all__ = [
@@ -74,9 +78,11 @@ __all__ = [
     "MessageNotSendable",
     "MessageTooLarge",
     "Progress",
+    "RedisOutOfMemory",
     "SendError",
     "UnknownChannel",
     "UnknownChannelWarning",
+    "UnknownMessageType",
     "UnsupportedLayer",
     "Worker",
     "WorkerError",

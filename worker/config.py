@@ -91,6 +91,8 @@ WORKER_WIDE_SETTINGS = {
     "EXPIRY_WARNING_S": "warn at start-up when the layer expiry is shorter (default 600)",
     "HEALTH_INTERVAL_S": "how often the health record is refreshed",
     "MAX_SEND_BYTES": "send() refuses larger serialised messages (default 1 MiB)",
+    "METRICS_MAX_TYPES": "distinct message types per channel with a metrics label of their own; "
+    "later ones count as '(other)' (default 100)",
     "UNKNOWN_CHANNEL": "send() to a channel ASGI_APPLICATION does not consume: "
     "'error' (default), 'warn' or 'off'",
 }
@@ -105,6 +107,18 @@ def worker_setting(settings: Mapping[str, Any] | None, name: str, default: float
             f"({WORKER_WIDE_SETTINGS[name]})."
         )
     return float(value)
+
+
+def worker_count_setting(settings: Mapping[str, Any] | None, name: str, default: int) -> int:
+    """A worker-wide ``CHANNEL_WORKER`` count, checked."""
+    value = (settings or {}).get(name, default)
+    if not _is_count(value):
+        raise ConfigurationError(
+            f"CHANNEL_WORKER[{name!r}] is {value!r}; expected an integer >= 1 "
+            f"({WORKER_WIDE_SETTINGS[name]})."
+        )
+    count: int = value
+    return count
 
 
 def _is_count(value: object) -> bool:

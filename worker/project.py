@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from worker.errors import ConfigurationError
@@ -91,8 +93,8 @@ def _mapping(application: object, class_name: str) -> dict[str, Any] | None:
     return None
 
 
-def routed_channels(application: object) -> frozenset[str] | None:
-    """The channel names ``application`` routes, or None when its shape is not known.
+def routed_channels(application: object) -> Mapping[str, Any] | None:
+    """The channels ``application`` routes, each with its application; None when not known.
 
     Looks through ``ProtocolTypeRouter({"channel": ChannelNameRouter({...})})`` (ours or
     Channels', by class name); a ``ProtocolTypeRouter`` without ``"channel"`` routes none.
@@ -100,10 +102,10 @@ def routed_channels(application: object) -> frozenset[str] | None:
     protocols = _mapping(application, "ProtocolTypeRouter")
     if protocols is not None:
         if "channel" not in protocols:
-            return frozenset()
+            return MappingProxyType({})
         application = protocols["channel"]
     names = _mapping(application, "ChannelNameRouter")
-    return frozenset(names) if names is not None else None
+    return MappingProxyType(dict(names)) if names is not None else None
 
 
 def check_served(application: object, channels: list[str]) -> None:

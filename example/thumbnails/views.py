@@ -37,9 +37,28 @@ def _declared_length(request: HttpRequest) -> int:
         return 0
 
 
+# What a picture's status says on the page without JavaScript (gallery.js says the same).
+STATUS_TEXT = {
+    Picture.Status.QUEUED: "Queued for the worker…",
+    Picture.Status.PROCESSING: "Making thumbnails: {done}/{total}",
+    Picture.Status.READY: "Ready: {total} sizes",
+    Picture.Status.FAILED: "Failed: {error}",
+    Picture.Status.DELETING: "Deleting…",
+}
+# A plain form post (no JavaScript, so no confirm()) asks on a page of its own first.
+CONFIRMED_FIELD = "confirmed"
+
+
+def _status_text(state: dict[str, Any]) -> str:
+    return STATUS_TEXT[Picture.Status(state["status"])].format(**state)
+
+
 def _page(request: HttpRequest, error: str = "", status: int = 200) -> HttpResponse:
+    pictures = [picture.as_state() for picture in Picture.objects.all()]
     context: dict[str, Any] = {
-        "pictures": [picture.as_state() for picture in Picture.objects.all()],
+        "pictures": pictures,
+        # The gallery as the page shows it without JavaScript: reload to see progress.
+        "cards": [{**state, "status_text": _status_text(state)} for state in pictures],
         "max_bytes": settings.THUMBNAILS_MAX_UPLOAD_BYTES,
         "max_size": megabytes(settings.THUMBNAILS_MAX_UPLOAD_BYTES),
         "sizes": settings.THUMBNAILS_SIZES,
@@ -84,8 +103,20 @@ def upload(request: HttpRequest) -> HttpResponse:
     return redirect("thumbnails:index")
 
 
+def _needs_confirmation(request: HttpRequest) -> bool:
+    """A plain form post not yet confirmed; the page's script confirms before it posts JSON."""
+    return not _wants_json(request) and request.POST.get(CONFIRMED_FIELD) != "yes"
+
+
+def _confirm(request: HttpRequest, question: str, button: str) -> HttpResponse:
+    context = {"question": question, "button": button, "action": request.path}
+    return render(request, "thumbnails/confirm.html", context)
+
+
 @require_POST
 def delete(request: HttpRequest, picture_id: uuid.UUID) -> HttpResponse:
+    if _needs_confirmation(request) and Picture.objects.filter(pk=picture_id).exists():
+        return _confirm(request, "Delete this picture and its thumbnails?", "Delete")
     picture = request_deletion(picture_id)
     if picture is None:
         message = "That picture no longer exists."
@@ -99,6 +130,8 @@ def delete(request: HttpRequest, picture_id: uuid.UUID) -> HttpResponse:
 
 @require_POST
 def clear(request: HttpRequest) -> HttpResponse:
+    if _needs_confirmation(request):
+        return _confirm(request, "Delete every picture and its thumbnails?", "Delete all")
     result = clear_gallery.enqueue()
     logger.info("Task clear_gallery enqueued as %s", result.id)
     if _wants_json(request):

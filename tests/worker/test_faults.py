@@ -56,6 +56,8 @@ class Fleet:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.processes: list[WorkerProcess] = []
+        #: More environment for every process, e.g. RECORD_REDIS_URL.
+        self.extra_env: dict[str, str] = {}
 
     def env(self, redis_url: str) -> dict[str, str]:
         env = {
@@ -69,6 +71,7 @@ class Fleet:
             "PYTHONUNBUFFERED": "1",
             "REDIS_URL": redis_url,
             "CHANNEL_WORKER_HEALTH_DIR": str(self.tmp_path / "health"),
+            **self.extra_env,
         }
 
     def start(self, redis_url: str, *options: str) -> WorkerProcess:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -27,9 +29,10 @@ from tests.worker._inprocess import (
     running,
     wait_until,
 )
-from tests.worker._ops import Ops, stop, wait_for
+from tests.worker._ops import OPS_SETTINGS, STARTED, Ops, runworker_command, stop, wait_for
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess
+from worker.cli.exit_codes import EXIT_CONFIG
 from worker.config import ChannelConfig
 from worker.consume.worker import Worker
 from worker.ops.health import HealthRecord, check
@@ -409,4 +412,189 @@ def test_runworker_check_fails_while_the_worker_is_stopped_and_recovers_after_si
     assert one_line(recovered).startswith("healthy: worker ")
     record = json.loads(next(ops.health_dir.glob("*.json")).read_text())
     assert record["pid"] == worker.pid
+    assert stop(worker) == 0
+
+
+# The local directory: private, this user's, never written or read through a link
+
+NOBODY_UID = 65534
+UNSAFE_REASONS = {
+    "open": "has mode 0755, open to other users (expected 0700)",
+    "link": "is a symbolic link",
+    "foreign": f"is owned by uid {NOBODY_UID}, not by this user (uid {os.geteuid()})",
+}
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
+
+
+def healthy_record(settings_module: str | None = None) -> HealthRecord:
+    """A fresh, healthy record of this (live) process serving ``jobs``."""
+    return HealthRecord(
+        worker_id="host:1:planted",
+        pid=os.getpid(),
+        channels=["jobs"],
+        interval_s=60.0,
+        updated_at=time.time(),
+        healthy=True,
+        settings_module=settings_module or os.environ.get("DJANGO_SETTINGS_MODULE"),
+    )
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700)
+    return path
+
+
+def unsafe_dir(tmp_path: Path, unsafe: str) -> Path:
+    """A health directory holding a healthy record, unsafe in the way ``unsafe`` names."""
+    directory = private_dir(tmp_path / "planted")
+    (directory / "1.json").write_text(healthy_record().to_json())
+    if unsafe == "open":
+        directory.chmod(0o755)
+    elif unsafe == "foreign":
+        os.chown(directory, NOBODY_UID, NOBODY_UID)
+    elif unsafe == "link":
+        link = tmp_path / "link"
+        link.symlink_to(directory)
+        return link
+    return directory
+
+
+def unsafe_cases() -> list[Any]:
+    return [
+        pytest.param(unsafe, marks=[needs_root] if unsafe == "foreign" else [])
+        for unsafe in UNSAFE_REASONS
+    ]
+
+
+def no_worker(directory: Path) -> tuple[bool, str]:
+    return False, f"no running worker on this host (no live health record in {directory})"
+
+
+def test_check_counts_a_record_of_this_user_in_a_private_directory(tmp_path: Path) -> None:
+    directory = private_dir(tmp_path / "health")
+    (directory / "1.json").write_text(healthy_record().to_json())
+
+    assert check(["jobs"], directory) == (True, "healthy: worker host:1:planted serving jobs")
+
+
+@needs_root
+def test_check_ignores_a_record_of_another_user(tmp_path: Path) -> None:
+    directory = private_dir(tmp_path / "health")
+    planted = directory / "1.json"
+    planted.write_text(healthy_record().to_json())
+    os.chown(planted, NOBODY_UID, NOBODY_UID)
+
+    assert check(["jobs"], directory) == no_worker(directory)
+
+
+def test_check_ignores_a_record_that_is_a_link(tmp_path: Path) -> None:
+    directory = private_dir(tmp_path / "health")
+    elsewhere = tmp_path / "fake.json"
+    elsewhere.write_text(healthy_record().to_json())
+    (directory / "1.json").symlink_to(elsewhere)
+
+    assert check(["jobs"], directory) == no_worker(directory)
+
+
+@pytest.mark.parametrize("unsafe", unsafe_cases())
+def test_check_does_not_trust_a_directory_that_is_not_private_and_ours(
+    tmp_path: Path, unsafe: str
+) -> None:
+    directory = unsafe_dir(tmp_path, unsafe)
+
+    assert check(["jobs"], directory) == (
+        False,
+        f"health directory {directory} {UNSAFE_REASONS[unsafe]}: its health records are not "
+        "trusted",
+    )
+
+
+@pytest.mark.redis
+async def test_the_record_is_never_written_through_a_link_planted_at_its_name(
+    layer: RedisChannelLayer, tmp_path: Path
+) -> None:
+    directory = private_dir(tmp_path / "health")
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    for name in (f"{os.getpid()}.json", f"{os.getpid()}.tmp"):
+        (directory / name).symlink_to(victim)
+
+    written = directory / f"{os.getpid()}.json"
+    async with running(health_worker(Probe(), layer, directory)):
+        await wait_until(lambda: not written.is_symlink(), what="a record in place of the link")
+        assert victim.read_text() == "precious"
+        assert HealthRecord.from_json(written.read_text()).pid == os.getpid()
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+@pytest.mark.parametrize("unsafe", unsafe_cases())
+def test_runworker_refuses_a_health_directory_that_is_not_private_and_ours(
+    ops: Ops, tmp_path: Path, unsafe: str
+) -> None:
+    directory = unsafe_dir(tmp_path, unsafe)
+    before = sorted(path.name for path in directory.iterdir())
+    worker = ops.start(
+        runworker_command(OPS_CHANNEL), env=ops.env(CHANNEL_WORKER_HEALTH_DIR=str(directory))
+    )
+
+    assert worker.wait_exit() == EXIT_CONFIG
+    refusal = f"health directory {directory} {UNSAFE_REASONS[unsafe]}: refusing to keep"
+    assert len(worker.matches(re.escape(refusal))) == 1, worker.output
+    assert sorted(path.name for path in directory.iterdir()) == before
+
+
+# Records are per project: a probe counts only its own project's workers
+
+
+def test_check_in_a_shared_directory_counts_only_records_of_its_settings_module(
+    tmp_path: Path,
+) -> None:
+    directory = private_dir(tmp_path / "shared")
+    (directory / "1.json").write_text(healthy_record("other_site.settings").to_json())
+
+    assert check(["jobs"], directory, "mysite.settings") == no_worker(directory)
+    assert check(["jobs"], directory, "other_site.settings")[0]
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_runworker_check_counts_only_the_workers_of_its_own_project(ops: Ops) -> None:
+    # The default location, under the harness's TMPDIR.
+    env = {key: value for key, value in ops.env().items() if key != "CHANNEL_WORKER_HEALTH_DIR"}
+    worker = ops.start(runworker_command("--health-interval-s", "0.5", OPS_CHANNEL), env=env)
+    worker.wait_for_line(STARTED)
+    base = ops.temp_dir / f"channel-worker-{os.geteuid()}"
+    project = base / OPS_SETTINGS
+    record_path = wait_for(
+        lambda: next(project.glob("*.json"), None), "the worker's health record", log=worker
+    )
+    assert json.loads(record_path.read_text())["settings_module"] == OPS_SETTINGS
+    modes = [stat.S_IMODE(path.stat().st_mode) for path in (base, project, record_path)]
+    assert modes == [0o700, 0o700, 0o600]
+
+    def probe(*args: str, settings: str | None) -> subprocess.CompletedProcess[str]:
+        probe_env = {key: value for key, value in env.items() if key != "DJANGO_SETTINGS_MODULE"}
+        if settings is not None:
+            probe_env["DJANGO_SETTINGS_MODULE"] = settings
+        command = runworker_command("--check", *args, OPS_CHANNEL)
+        return subprocess.run(command, env=probe_env, capture_output=True, text=True, timeout=60)
+
+    own = probe(settings=OPS_SETTINGS)
+    assert (own.returncode, one_line(own)[:16]) == (0, "healthy: worker "), own.stdout
+    other_project = "other_site.settings"
+    no_record = f"no running worker on this host (no live health record in {base / other_project})"
+    other = probe(settings=other_project)
+    assert (other.returncode, one_line(other)) == (1, no_record)
+    flagged = probe("--settings", other_project, settings=OPS_SETTINGS)
+    assert (flagged.returncode, one_line(flagged)) == (1, no_record)
+    unscoped = probe(settings=None)
+    assert unscoped.returncode == 1
+    assert one_line(unscoped) == (
+        "runworker --check needs the settings module of the workers to check, to count only "
+        "that project's: pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE (this "
+        f"host has health records of {OPS_SETTINGS} in {base})"
+    )
     assert stop(worker) == 0

@@ -16,6 +16,7 @@ from tests.redis_server import free_port
 from tests.worker._ops import STARTED, Ops, runworker_command, stop, wait_for
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess, wait_until
+from worker.ops.metrics import DEFAULT_MAX_TYPES_PER_CHANNEL, OTHER_TYPES
 from worker.transport.keys import ChannelKeys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -134,6 +135,34 @@ def test_metrics_count_received_completed_failed_and_dead_lettered_messages(ops:
     }
     assert {name: metrics.types.get(name) for name in types} == types
     assert stop(worker) == 0
+
+
+def test_metrics_bound_the_type_label_under_distinct_message_types(ops: Ops) -> None:
+    port = free_port()
+    worker = ops.runworker("--metrics-port", str(port), "--max-attempts", "1")
+    beyond = 50
+    count = DEFAULT_MAX_TYPES_PER_CHANNEL + beyond
+    # Types the consumer has no handler for: each fails once and is dead-lettered. In batches
+    # under the layer's channel capacity (100).
+    for start in range(0, count, beyond):
+        ops.send(*({"type": f"ops.kind{n}", "id": f"k{n}"} for n in range(start, start + beyond)))
+        wait_until(lambda: ops.client.zcard(KEYS.queue) == 0, "the batch taken", log=worker)
+
+    other = {**CHANNEL, "type": OTHER_TYPES}
+    metrics = scrape_until(
+        port,
+        [
+            ("channel_worker_messages_received_total", other, beyond),
+            ("channel_worker_messages_dead_lettered_total", other, beyond),
+        ],
+        worker,
+    )
+    for family in ("received", "failed", "dead_lettered"):
+        labelled = metrics.labelled(f"channel_worker_messages_{family}_total")
+        assert len(labelled) == DEFAULT_MAX_TYPES_PER_CHANNEL + 1, family
+    assert stop(worker) == 0
+    bound_reached = rf"Channel {OPS_CHANNEL} has had {DEFAULT_MAX_TYPES_PER_CHANNEL} distinct"
+    assert len(worker.matches(bound_reached)) == 1, worker.output
 
 
 def test_metrics_sample_in_flight_work_and_the_queue_behind_it(ops: Ops) -> None:

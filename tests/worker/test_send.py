@@ -126,8 +126,9 @@ async def test_sent_messages_are_handled_in_either_delivery_mode(
     worker = make_worker(channel_app({CHANNEL: looping_app(probe)}), [CHANNEL], layer, config)
     with project_settings(redis_url):
         async with running(worker):
-            await asend(CHANNEL, {"type": "job.run", "n": 1})
-            await asyncio.to_thread(send, CHANNEL, {"type": "job.run", "n": 2})
+            # A type the project's consumer handles: send() checks it against that consumer.
+            await asend(CHANNEL, {"type": "thumbnails.generate", "n": 1})
+            await asyncio.to_thread(send, CHANNEL, {"type": "thumbnails.generate", "n": 2})
             await async_wait_until(lambda: worker.stats.completed == 2)
     assert sorted(probe.finished) == [1, 2]
     assert worker.stats.invalid == 0
@@ -324,13 +325,18 @@ async def test_asend_to_a_full_channel_raises_channel_at_capacity(redis_url: str
 
 
 def test_send_on_a_layer_without_redis_checks_and_maps_a_full_channel() -> None:
+    # No worker reads an in-process layer, so only a project that turned the check off sends.
     in_memory = {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1}}
-    with override_settings(CHANNEL_LAYERS={"default": in_memory}, ASGI_APPLICATION=APPLICATION):
+    with override_settings(
+        CHANNEL_LAYERS={"default": in_memory},
+        ASGI_APPLICATION=APPLICATION,
+        CHANNEL_WORKER={"UNKNOWN_CHANNEL": "off"},
+    ):
         send(CHANNEL, generate(1))
         with pytest.raises(ChannelAtCapacity, match=r"capacity of 1 message"):
             send(CHANNEL, generate(2))
-        with pytest.raises(UnknownChannel, match="'thumbnail'"):
-            send("thumbnail", generate(3))
+        with pytest.raises(InvalidChannelName, match="'thumb nail'"):
+            send("thumb nail", generate(3))
         layer = get_channel_layer()
         assert async_to_sync(layer.receive)(CHANNEL) == generate(1)
 
@@ -377,9 +383,9 @@ def test_unknown_channel_setting_is_checked(redis_url: str) -> None:
         send("thumbnail", generate(1))
 
 
-def test_task_channels_are_always_known(on_redis: redis.Redis) -> None:
-    send("tasks.reports", {"type": "task.run"})
-    assert len(queued(on_redis, "asgitasks.reports")) == 1
+def test_task_channels_of_declared_queues_are_known(on_redis: redis.Redis) -> None:
+    send("tasks.other", {"type": "task.run"})
+    assert len(queued(on_redis, "asgitasks.other")) == 1
 
 
 # After the transaction

@@ -8,12 +8,13 @@ import asyncio
 import datetime
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 import worker
-from worker.cli.exit_codes import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK
-from worker.errors import ConfigurationError
+from worker.cli.exit_codes import EXIT_CONFIG, EXIT_CRASHED, EXIT_NOT_FOUND, EXIT_OK
+from worker.errors import CREDENTIALS, REFUSING, ConfigurationError, redis_fault
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +63,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = asyncio.run(command(layer, options))
     except KeyboardInterrupt:
         code = EXIT_OK
+    except Exception as error:
+        fault = redis_fault(error)
+        if fault is None:
+            raise
+        print(f"channel-worker: {_redis_problem(layer, fault.kind, fault.reason)}", file=sys.stderr)
+        return EXIT_CONFIG if fault.kind == CREDENTIALS else EXIT_CRASHED
     return code
+
+
+def _redis_problem(layer: Any, kind: str, reason: str) -> str:
+    """One line for an admin command Redis could not serve, credentials redacted."""
+    from worker.transport.layer import describe_hosts
+
+    where = f"Redis at {describe_hosts(layer)}"
+    if kind == CREDENTIALS:
+        return (
+            f"{where} refused the credentials ({reason}); set the right password (and "
+            "username) in the layer's host in CHANNEL_LAYERS"
+        )
+    if kind == REFUSING:
+        return f"{where} refuses the command for now ({reason}); try again once it is healthy"
+    return f"{where} is unreachable ({reason}); check that it runs and the address is right"
 
 
 async def _status(layer: Any, options: argparse.Namespace) -> int:
@@ -103,12 +125,45 @@ async def _dead(layer: Any, options: argparse.Namespace) -> int:
         if options.action == "requeue":
             count = await store.requeue(options.channel, options.id)
             print(f"Requeued {count} dead letter(s) on channel {options.channel!r}.")
+            if options.id is not None and not count:
+                await _why_not_requeued(store, options)
             return EXIT_OK if count or options.id is None else EXIT_NOT_FOUND
         count = await store.purge(options.channel)
         print(f"Purged {count} dead letter(s) of channel {options.channel!r}.")
         return EXIT_OK
     finally:
         await store.aclose()
+
+
+# A dead letter's message is shown up to this many characters; the record says its full size.
+MAX_SHOWN_CHARS = 10_000
+# Control and format characters (ESC, CR, bidi overrides...): printed raw they would let a
+# message rewrite the screen, retitle the window or hide text.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def printable(value: object, *, lines: bool = False) -> str:
+    """``value`` as text a terminal shows literally: control characters escaped (``\\x1b``).
+
+    With ``lines``, newlines and tabs are kept (a traceback).
+    """
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in _CONTROL_CATEGORIES and not (lines and char in "\n\t")
+        else char
+        for char in str(value)
+    )
+
+
+async def _why_not_requeued(store: Any, options: argparse.Namespace) -> None:
+    letter = await store.show(options.channel, options.id)
+    if letter is not None and not letter.message_kept:
+        print(
+            f"Dead letter {options.id!r} keeps no message ({letter.size_bytes} bytes, undecoded "
+            "and over the store's bound), so it cannot be requeued; send the message again from "
+            f"its source, then `channel-worker dead purge {options.channel}`.",
+            file=sys.stderr,
+        )
 
 
 def _time(timestamp: float | None) -> str:
@@ -129,9 +184,10 @@ async def _list(store: Any, options: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'ID':32}  {'DEAD AT':25}  {'TYPE':24}  {'MESSAGE ID':12}  {'TRIES':>5}  REASON")
     for letter in letters:
+        kind, shown_id = printable(letter.message_type or "-"), printable(letter.message_id or "-")
         print(
-            f"{letter.id:32}  {_time(letter.dead_at):25}  {letter.message_type or '-'!s:24}  "
-            f"{letter.message_id or '-'!s:12}  {letter.attempts:>5}  {letter.reason}"
+            f"{printable(letter.id):32}  {_time(letter.dead_at):25}  {kind:24}  "
+            f"{shown_id:12}  {letter.attempts:>5}  {printable(letter.reason)}"
         )
     return EXIT_OK
 
@@ -148,9 +204,24 @@ async def _show(store: Any, options: argparse.Namespace) -> int:
     record = json.loads(letter.to_json())
     trace = record.pop("traceback")
     for key, value in record.items():
-        shown = _time(value) if key.endswith("_at") and value is not None else value
+        shown = _time(value) if key.endswith("_at") and value is not None else printable(value)
         print(f"{key:18} {shown}")
-    print(f"{'message':18} {letter.message!r}")
+    print(f"{'message':18} {_message(letter)}")
     if trace:
-        print(f"traceback:\n{trace}")
+        print(f"traceback:\n{printable(trace, lines=True)}")
     return EXIT_OK
+
+
+def _message(letter: Any) -> str:
+    if not letter.message_kept:
+        return (
+            f"(not kept: {letter.size_bytes} bytes, undecoded and over the dead-letter store's "
+            "bound; it cannot be requeued)"
+        )
+    shown = printable(repr(letter.message))
+    if len(shown) <= MAX_SHOWN_CHARS:
+        return shown
+    return (
+        f"{shown[:MAX_SHOWN_CHARS]}... (first {MAX_SHOWN_CHARS} of {len(shown)} characters "
+        f"shown; the message is {letter.size_bytes} bytes)"
+    )

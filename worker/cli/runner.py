@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from worker.cli.exit_codes import EXIT_FORCED, EXIT_OK
-from worker.config import channel_configs, worker_setting
+from worker.config import channel_configs, worker_count_setting, worker_setting
 from worker.constants import DEFAULT_EXPIRY_WARNING_S
 from worker.consume.event_loop import DEFAULT_LOOP, loop_factory
 from worker.errors import ConfigurationError
@@ -64,7 +64,7 @@ def build_worker(options: WorkerOptions) -> Worker:
     from django.conf import settings
 
     from worker.consume.worker import Worker
-    from worker.ops.metrics import Metrics, NullMetrics
+    from worker.ops.metrics import DEFAULT_MAX_TYPES_PER_CHANNEL, Metrics, NullMetrics
     from worker.project import check_served, load_application, load_layer
     from worker.tasks.channels import with_task_channels
     from worker.transport.dead_letters import DEFAULT_MAX_AGE_S, DEFAULT_MAX_COUNT, DeadLetterBounds
@@ -84,6 +84,9 @@ def build_worker(options: WorkerOptions) -> Worker:
         application, {channel: config.max_attempts for channel, config in configs.items()}
     )
     metered = options.metrics_port or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    max_types = worker_count_setting(
+        worker_settings, "METRICS_MAX_TYPES", DEFAULT_MAX_TYPES_PER_CHANNEL
+    )
     return Worker(
         application,
         channels,
@@ -94,7 +97,7 @@ def build_worker(options: WorkerOptions) -> Worker:
         expiry_warning_s=worker_setting(
             worker_settings, "EXPIRY_WARNING_S", DEFAULT_EXPIRY_WARNING_S
         ),
-        metrics=Metrics() if metered else NullMetrics(),
+        metrics=Metrics(max_types_per_channel=max_types) if metered else NullMetrics(),
         health_interval_s=options.health_interval_s
         or worker_setting(worker_settings, "HEALTH_INTERVAL_S", DEFAULT_HEALTH_INTERVAL_S),
     )

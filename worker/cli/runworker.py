@@ -29,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     options = WorkerOptions.from_parsed(vars(build_parser().parse_args(argv)))
     if options.check:
-        # The probe reads this host's health records only: no settings, no Redis.
+        # The probe reads this host's health records only: no settings loaded, no Redis.
         from worker.ops.health import check
 
-        healthy, line = check(list(options.channels))
+        healthy, line = check(list(options.channels), settings_module=options.settings)
         print(line)
         return EXIT_OK if healthy else EXIT_CRASHED
     configure_logging(options.log_level, options.log_format)

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from worker.backoff import Backoff
-from worker.errors import ApplicationSendError, HandlerTimeout
+from worker.errors import ApplicationSendError, HandlerTimeout, redis_fault
 from worker.ops.logs import message_fields
 
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from routing.types import ASGIApp, Message, Scope
     from worker.config import ChannelConfig
     from worker.consume.delivery import Delivery
+    from worker.consume.outage import RedisHosts
     from worker.consume.prefetch import Prefetch
     from worker.consume.settle import Settlement
     from worker.ops.stats import Stats
@@ -30,7 +31,10 @@ class InstanceSlot:
     The instance asks ``receive()`` for its next message once it is done with the previous one,
     which is how a Channels consumer's "handler finished" is observed. A handler that raises
     ends its instance: the failure is logged, counted and settled (retry or dead letter), and a
-    fresh instance takes over, so no other message is affected.
+    fresh instance takes over, so no other message is affected. An instance that ends before
+    taking a message because the application's own channel layer could not reach Redis (a
+    Channels consumer receives on its layer too) is started again once Redis answers, quietly:
+    the outage is logged once by the worker, not once per instance.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class InstanceSlot:
         prefetch: Prefetch,
         settlement: Settlement,
         stats: Stats,
+        hosts: RedisHosts | None = None,
     ) -> None:
         self.application = application
         self.channel = channel
@@ -48,6 +53,7 @@ class InstanceSlot:
         self.prefetch = prefetch
         self.settlement = settlement
         self.stats = stats
+        self.hosts = hosts or settlement.hosts
         self.current: Delivery | None = None
         #: Messages this slot finished or failed, to tell a broken application from a busy one.
         self.handled = 0
@@ -81,6 +87,8 @@ class InstanceSlot:
                 await self._fail(error)
             else:
                 self._finish()
+            if self.handled == handled_before and error is not None and redis_fault(error):
+                await self.hosts.wait_answering()
             if self.handled == handled_before:
                 # The instance ended without handling anything; don't spin on a broken app.
                 await backoff.wait()
@@ -172,6 +180,14 @@ class InstanceSlot:
 
     async def _fail(self, error: BaseException) -> None:
         delivery = self._take_current()
+        if delivery is None and redis_fault(error) is not None:
+            logger.debug(
+                "Application for channel %r ended with a Redis error (%s); restarting it once "
+                "Redis answers",
+                self.channel,
+                error,
+            )
+            return
         if delivery is None:
             logger.error(
                 "Application for channel %r failed before taking a message; restarting it",

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from worker.backoff import Backoff
-from worker.constants import IDLE_POLL_MAX_S, MAX_BATCH, POLL_TIMEOUT_S
+from worker.constants import IDLE_POLL_MAX_S, MAX_BATCH, POLL_TIMEOUT_S, RECONNECT_BACKOFF_MAX_S
 from worker.consume.delivery import INVALID_TYPE, decode
-from worker.errors import REDIS_DOWN, InvalidMessage
+from worker.errors import REDIS_DOWN, InvalidMessage, redis_fault
 from worker.transport.pop_connection import PopConnection
 
 if TYPE_CHECKING:
@@ -102,16 +102,11 @@ class ChannelListener:
                 watch.arrived.clear()
             try:
                 found, remaining = await self._poll_once(host_index, popper)
-            except REDIS_DOWN as error:
-                self.stats.redis_errors += 1
-                if backoff.failures == 0:
-                    logger.warning(
-                        "Redis host %d unreachable for channel %r (%s: %s); retrying with backoff",
-                        host_index,
-                        self.channel,
-                        type(error).__name__,
-                        error,
-                    )
+            except Exception as error:
+                # Unreachable, refusing for now (MISCONF, READONLY, BUSY...) or refusing the
+                # credentials: logged once per host by the worker, and waited out here.
+                if not self.settlement.hosts.failed(host_index, error, f"channel {self.channel!r}"):
+                    raise
                 await self._sleep(backoff.next_delay_s())
                 continue
             if found:
@@ -119,10 +114,8 @@ class ChannelListener:
                 # is prepared: it would otherwise run first and delay every one of them.
                 await asyncio.sleep(0)
             self.crashed.pop(host_index, None)
-            if backoff.failures:
-                logger.info("Redis host %d is back for channel %r", host_index, self.channel)
-                self.settlement.reconnected()
-                backoff.reset()
+            self.settlement.hosts.answered(host_index, f"channel {self.channel!r}")
+            backoff.reset()
             if found:
                 idle_s = 0.0
             if remaining or not self.config.leased:
@@ -205,16 +198,36 @@ async def _wait_set(event: asyncio.Event, timeout_s: float) -> None:
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], stats: Stats) -> None:
-    """Run ``run()`` until it returns; restart it, logged, whenever it dies unexpectedly."""
+    """Run ``run()`` until it returns; restart it with backoff whenever it dies unexpectedly.
+
+    A failure is logged with its traceback once, and again only when its reason changes, so a
+    task that keeps failing the same way does not flood the log.
+    """
     backoff = Backoff()
+    last_reason: str | None = None
     while True:
+        started_s = time.monotonic()
         try:
             await run()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
             stats.listener_restarts += 1
-            logger.exception("%s died unexpectedly; restarting it", name)
+            fault = redis_fault(error)
+            reason = fault.reason if fault is not None else f"{type(error).__name__}: {error}"
+            if reason != last_reason:
+                logger.error(
+                    "%s died unexpectedly (%s); restarting it",
+                    name,
+                    reason,
+                    exc_info=fault is None,
+                )
+            else:
+                logger.debug("%s died again (%s); restarting it", name, reason)
+            last_reason = reason
+            if time.monotonic() - started_s > RECONNECT_BACKOFF_MAX_S * 2:
+                # It ran fine for a while: this is a new failure, not a crash loop.
+                backoff.reset()
             await backoff.wait()
         else:
             return

@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING
 
 from worker.constants import MAINTENANCE_INTERVAL_S
-from worker.errors import REDIS_DOWN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -34,20 +33,30 @@ async def maintain(
     expired leases and due retries back on the channel, whatever its own delivery mode.
     """
     interval_s = min(MAINTENANCE_INTERVAL_S, config.lease_s / 3)
-    next_heartbeat = 0.0
+    hosts = settlement.hosts
+    context = f"channel {channel!r}"
+    # Per host. After an outage every live worker's leases there may have run out: each
+    # heartbeats first thing once the host answers again, and none requeues expired leases
+    # until two rounds later, by when the live ones have been extended.
+    next_heartbeat = [0.0] * len(queues)
+    requeue_from = [0.0] * len(queues)
     while True:
-        heartbeat = config.leased and time.monotonic() >= next_heartbeat
-        if heartbeat:
-            next_heartbeat = time.monotonic() + config.lease_s / 3
         for index, queue in enumerate(queues):
             try:
-                if heartbeat:
+                if config.leased and time.monotonic() >= next_heartbeat[index]:
                     await settlement.extend_leases(index)
+                    next_heartbeat[index] = time.monotonic() + config.lease_s / 3
                 await queue.promote_due()
-                redelivered = await queue.requeue_expired()
-            except REDIS_DOWN as error:
-                logger.debug("Maintenance of channel %r on host %d: %s", channel, index, error)
+                redelivered = []
+                if time.monotonic() >= requeue_from[index]:
+                    redelivered = await queue.requeue_expired()
+            except Exception as error:
+                if not hosts.failed(index, error, context):
+                    raise
+                next_heartbeat[index] = 0.0
+                requeue_from[index] = time.monotonic() + 2 * interval_s
                 continue
+            hosts.answered(index, context)
             if redelivered:
                 settlement.redelivered([message_type(member) for member in redelivered])
                 logger.warning(

@@ -7,12 +7,13 @@ import logging
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from worker.backoff import full_jitter_delay_s
+from worker.backoff import Backoff, full_jitter_delay_s
 from worker.consume.delivery import INVALID_TYPE
-from worker.errors import REDIS_DOWN, HandlerTimeout
+from worker.consume.outage import RedisHosts
+from worker.errors import HandlerTimeout
 from worker.ops.logs import message_fields
 from worker.ops.metrics import NullMetrics
 from worker.transport.dead_letters import DeadLetter, message_id
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def retry_delay_s(config: ChannelConfig, attempt: int) -> float:
     """Exponential backoff with full jitter after the ``attempt``-th failure."""
@@ -37,6 +40,11 @@ class Settlement:
 
     Acknowledgements are batched: while one round trip is in flight the next ones gather, so a
     busy channel pays one Redis call per batch, not per message.
+
+    An outcome Redis refuses for a while (unreachable, MISCONF, READONLY, BUSY, OOM...) is kept
+    and written again with backoff until Redis takes it, and the message's lease is extended by
+    the heartbeats meanwhile, so a finished message is not redelivered and a failed one is not
+    charged a second attempt because Redis was away.
     """
 
     def __init__(
@@ -48,6 +56,7 @@ class Settlement:
         stats: Stats,
         worker_id: str,
         metrics: NullMetrics | None = None,
+        hosts: RedisHosts | None = None,
     ) -> None:
         self.channel = channel
         self.config = config
@@ -56,6 +65,8 @@ class Settlement:
         self.stats = stats
         self.worker_id = worker_id
         self.metrics = metrics or NullMetrics()
+        self.hosts = hosts or RedisHosts([str(i) for i in range(len(queues))], stats, self.metrics)
+        self._context = f"channel {channel!r}"
         #: Handlers finished on this channel, for throughput figures.
         self.completed_count = 0
         #: Members this worker holds (prefetched or running), per host, for lease heartbeats.
@@ -73,14 +84,17 @@ class Settlement:
         self.held[delivery.host_index].discard(delivery.popped.member)
 
     def completed(self, delivery: Delivery, duration_s: float = 0.0) -> None:
-        """The handler finished: count it once, drop the lease and attempt records (batched)."""
-        self.release(delivery)
+        """The handler finished: count it once, drop the lease and attempt records (batched).
+
+        The message stays held, its lease extended, until its acknowledgement is written.
+        """
         self.completed_count += 1
         self.stats.completed += 1
         self.metrics.completed(self.channel, delivery.type, duration_s)
         if delivery.attempt > 1:
             self._retried_acks[delivery.host_index].append(delivery.popped.member)
         elif not self.config.leased:
+            self.release(delivery)
             return
         self._acks[delivery.host_index].append(delivery.popped.member)
         self._ack_ready.set()
@@ -91,10 +105,6 @@ class Settlement:
         if message_type == INVALID_TYPE:
             self.stats.invalid += 1
         self.metrics.received(self.channel, message_type)
-
-    def reconnected(self) -> None:
-        """Redis answered again after an outage."""
-        self.metrics.reconnected()
 
     async def extend_leases(self, host_index: int) -> None:
         """Push the leases of every message this worker holds on a host a whole lease ahead."""
@@ -114,7 +124,9 @@ class Settlement:
         for index, held in by_host.items():
             try:
                 await self.queues[index].give_back([d.popped.member for d in held])
-            except REDIS_DOWN as error:
+            except Exception as error:
+                if not self.hosts.failed(index, error, self._context):
+                    raise
                 fate = "their leases will expire and they will be redelivered"
                 if not self.config.leased:
                     fate = "they are lost"
@@ -137,12 +149,24 @@ class Settlement:
             self.metrics.redelivered(self.channel, message_type)
 
     async def flush_acks_forever(self) -> None:
+        """Write acknowledgements as they come; keep and retry those Redis refused."""
+        backoff = Backoff()
         while True:
             await self._ack_ready.wait()
             self._ack_ready.clear()
-            await self.flush_acks()
+            if await self.flush_acks():
+                backoff.reset()
+                continue
+            self._ack_ready.set()
+            await backoff.wait()
 
-    async def flush_acks(self) -> None:
+    async def flush_acks(self) -> bool:
+        """Acknowledge what finished; False when some host refused (kept for the next try).
+
+        Acknowledging is idempotent (it removes a lease and attempt records), so a batch whose
+        reply was lost is simply sent again.
+        """
+        done = True
         for index, members in list(self._acks.items()):
             if not members:
                 continue
@@ -150,21 +174,45 @@ class Settlement:
             retried, self._retried_acks[index] = self._retried_acks[index], []
             try:
                 await self.queues[index].settle(members, retried)
-            except REDIS_DOWN as error:
-                # The leases expire and the messages are redelivered: duplicates, not losses.
-                logger.warning(
-                    "Could not acknowledge %d message(s) on channel %r: %s; they will be "
-                    "redelivered",
-                    len(members),
-                    self.channel,
-                    error,
-                )
+            except BaseException as error:
+                # Kept in front of what finished meanwhile, still held, so still leased.
+                self._acks[index][:0] = members
+                self._retried_acks[index][:0] = retried
+                if isinstance(error, Exception) and self.hosts.failed(index, error, self._context):
+                    done = False
+                    continue
+                raise
+            self.hosts.answered(index, self._context)
+            if self.config.leased:
+                self.held[index].difference_update(members)
+        return done
+
+    def unacknowledged(self) -> int:
+        """Finished messages whose acknowledgement Redis has not taken yet."""
+        return sum(len(members) for members in self._acks.values())
+
+    async def persist(self, host_index: int, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a Redis write of a message's outcome until Redis takes it.
+
+        Errors that say Redis is away or refusing for now are waited out with backoff; any
+        other error propagates.
+        """
+        backoff = Backoff()
+        while True:
+            try:
+                result = await write()
+            except Exception as error:
+                if not self.hosts.failed(host_index, error, self._context):
+                    raise
+                await backoff.wait()
+                continue
+            self.hosts.answered(host_index, self._context)
+            return result
 
     async def failed(
         self, delivery: Delivery, error: BaseException, reason: str, duration_s: float = 0.0
     ) -> None:
         """The handler raised or timed out: count it, then retry with backoff or dead-letter."""
-        self.release(delivery)
         self.stats.failed += 1
         if isinstance(error, HandlerTimeout):
             self.stats.timed_out += 1
@@ -172,13 +220,15 @@ class Settlement:
         attempt = delivery.attempt
         if attempt < self.config.max_attempts:
             delay_s = retry_delay_s(self.config, attempt)
-            try:
-                await self.queues[delivery.host_index].schedule_retry(
+            queue = self.queues[delivery.host_index]
+            # Held (so leased) until the retry is scheduled, however long Redis refuses it.
+            await self.persist(
+                delivery.host_index,
+                lambda: queue.schedule_retry(
                     delivery.popped.member, time.time() + delay_s, delivery.first_attempt_at
-                )
-            except REDIS_DOWN as redis_error:
-                self._lost(delivery, redis_error)
-                return
+                ),
+            )
+            self.release(delivery)
             self.stats.retried += 1
             self.metrics.retried(self.channel, delivery.type)
             logger.warning(
@@ -214,8 +264,10 @@ class Settlement:
         first_attempt_at: float | None = None,
         last_attempt_at: float | None = None,
     ) -> None:
-        """Move a message to the channel's dead letters with why; never drop it silently."""
-        self.held[host_index].discard(popped.member)
+        """Move a message to the channel's dead letters with why; never drop it silently.
+
+        Held (so leased) until the dead letter is written, however long Redis refuses it.
+        """
         letter = DeadLetter(
             channel=self.channel,
             reason=reason,
@@ -231,16 +283,12 @@ class Settlement:
             size_bytes=len(popped.member),
             host_index=host_index,
         )
-        try:
-            trimmed = await self.dead_letters.add(letter, popped.member)
-        except REDIS_DOWN as redis_error:
-            logger.error(
-                "Could not dead-letter a message on channel %r (%s): %s; it is lost",
-                self.channel,
-                reason,
-                redis_error,
-            )
-            return
+        if self.config.leased:
+            self.held[host_index].add(popped.member)
+        trimmed = await self.persist(
+            host_index, lambda: self.dead_letters.add(letter, popped.member)
+        )
+        self.held[host_index].discard(popped.member)
         self.stats.dead += 1
         self.metrics.dead_lettered(self.channel, str(letter.message_type or INVALID_TYPE))
         logger.error(
@@ -260,21 +308,4 @@ class Settlement:
                 "Dead letters of channel %r over their bound: %d oldest removed",
                 self.channel,
                 trimmed,
-            )
-
-    def _lost(self, delivery: Delivery, error: BaseException) -> None:
-        if self.config.leased:
-            logger.warning(
-                "Could not schedule a retry of %r on channel %r (%s); its lease will expire "
-                "and it will be redelivered",
-                delivery.type,
-                self.channel,
-                error,
-            )
-        else:
-            logger.error(
-                "Could not schedule a retry of %r on channel %r (%s); at-most-once: it is lost",
-                delivery.type,
-                self.channel,
-                error,
             )

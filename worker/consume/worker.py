@@ -22,6 +22,7 @@ from worker.consume.event_loop import running_loop_name
 from worker.consume.instance import InstanceSlot
 from worker.consume.listener import ChannelListener, supervise
 from worker.consume.maintenance import maintain
+from worker.consume.outage import RedisHosts
 from worker.consume.prefetch import Prefetch
 from worker.consume.settle import Settlement
 from worker.errors import ConfigurationError
@@ -32,7 +33,7 @@ from worker.ops.stats import Stats
 from worker.transport.arrivals import ArrivalWatch
 from worker.transport.dead_letters import DeadLetterBounds, DeadLetters
 from worker.transport.keys import ChannelKeys
-from worker.transport.layer import connect, describe_hosts, harden_layer
+from worker.transport.layer import connect, describe_hosts, harden_layer, host_descriptions
 from worker.transport.queue import ChannelQueue
 
 if TYPE_CHECKING:
@@ -129,6 +130,8 @@ class Worker:
         self.metrics = metrics or NullMetrics()
         self.health_interval_s = health_interval_s
         self.health_directory = health_directory
+        #: What each layer host refuses now, as the worker's own calls found it.
+        self.redis_hosts = RedisHosts(host_descriptions(layer), self.stats, self.metrics)
         self._clients: list[Redis] = []
         self._runtimes: dict[str, _ChannelRuntime] = {}
 
@@ -182,8 +185,13 @@ class Worker:
     def listener_problem(self) -> str | None:
         """Why some channel is not being consumed, or None when every listener is alive.
 
-        A listener retrying an unreachable Redis is alive: it resumes by itself.
+        A listener retrying an unreachable Redis is alive: it resumes by itself. A Redis that
+        answers but refuses the worker's commands (MISCONF, READONLY, BUSY...) or credentials
+        is a problem while it lasts.
         """
+        refused = self.redis_hosts.problem()
+        if refused is not None:
+            return refused
         for channel, runtime in self._runtimes.items():
             for index, task in enumerate(runtime.pollers):
                 if task.done() and not runtime.listener.stopping:
@@ -235,8 +243,9 @@ class Worker:
         # A waiting poller holds one slot per host, so the bound is never below the host count.
         prefetch = Prefetch(max(config.prefetch_limit, len(queues)))
         settlement = Settlement(
-            channel, config, queues, self._dead_letters, self.stats, self.worker_id, self.metrics
-        )
+            channel, config, queues, self._dead_letters, self.stats, self.worker_id, self.metrics,
+            self.redis_hosts,
+        )  # fmt: skip
         arrivals = [
             ArrivalWatch(client, keys.queue, f"channel {channel!r} on host {index}")
             for index, client in enumerate(self._clients)
@@ -251,8 +260,12 @@ class Worker:
             for _ in range(config.concurrency)
         ]
         runtime = _ChannelRuntime(channel, config, prefetch, listener, settlement, slots)
+        # Every long-lived task is supervised: whatever escapes it is logged and it restarts.
         runtime.tasks = [
-            asyncio.create_task(slot.run(), name=f"instance {channel} #{number}")
+            asyncio.create_task(
+                supervise(f"Instance slot #{number} of channel {channel!r}", slot.run, self.stats),
+                name=f"instance {channel} #{number}",
+            )
             for number, slot in enumerate(slots)
         ]
         runtime.pollers = [
@@ -268,10 +281,20 @@ class Worker:
         ]
         runtime.background = [
             *(
-                asyncio.create_task(watch.run(), name=f"arrivals {channel} host {index}")
+                asyncio.create_task(
+                    supervise(f"Arrival watch of {watch.label}", watch.run, self.stats),
+                    name=f"arrivals {channel} host {index}",
+                )
                 for index, watch in enumerate(arrivals)
             ),
-            asyncio.create_task(settlement.flush_acks_forever(), name=f"acks {channel}"),
+            asyncio.create_task(
+                supervise(
+                    f"Acknowledgements of channel {channel!r}",
+                    settlement.flush_acks_forever,
+                    self.stats,
+                ),
+                name=f"acks {channel}",
+            ),
             asyncio.create_task(
                 supervise(
                     f"Maintenance of channel {channel!r}",
@@ -310,8 +333,15 @@ class Worker:
         await _cancel_and_wait([task for runtime in runtimes for task in runtime.tasks])
         await self._return_unfinished(runtimes)
         for runtime in runtimes:
-            await runtime.settlement.flush_acks()
             await _cancel_and_wait(runtime.background)
+            if not await runtime.settlement.flush_acks():
+                logger.warning(
+                    "Could not acknowledge %d finished message(s) on channel %r before stopping "
+                    "(%s); their leases will expire and they will be handled again",
+                    runtime.settlement.unacknowledged(),
+                    runtime.channel,
+                    self.redis_hosts.problem() or "Redis unreachable",
+                )
         logger.info("Worker stopped: %s", self.stats.summary())
 
     async def _return_unfinished(self, runtimes: list[_ChannelRuntime]) -> None:

@@ -13,14 +13,24 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.errors import REDIS_DOWN
+from worker.errors import REDIS_DOWN, redis_fault
+from worker.ops.health_files import (
+    HEALTH_DIR_ENV,
+    SETTINGS_ENV,
+    default_base_dir,
+    directory_problem,
+    prepare_dir,
+    project_dir,
+    projects_on_this_host,
+    write_record,
+)
+from worker.ops.health_files import read_records as read_record_files
 from worker.transport.keys import ChannelKeys, health_key, rate_key
 
 if TYPE_CHECKING:
@@ -37,10 +47,13 @@ STALE_AFTER_INTERVALS = 3
 RATE_BUCKET_S = 10
 
 
-def health_dir() -> Path:
-    """Where this host's workers keep their health files (``CHANNEL_WORKER_HEALTH_DIR``)."""
-    configured = os.environ.get("CHANNEL_WORKER_HEALTH_DIR")
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "channel-worker"
+def health_dir(settings_module: str | None = None) -> Path:
+    """Where this project's workers on this host keep their health files.
+
+    ``CHANNEL_WORKER_HEALTH_DIR`` when set, else a directory per user and settings module
+    (``DJANGO_SETTINGS_MODULE`` unless given), so a probe counts only its own project.
+    """
+    return project_dir(settings_module or os.environ.get(SETTINGS_ENV))
 
 
 @dataclass(slots=True)
@@ -54,6 +67,8 @@ class HealthRecord:
     problem: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
+    # The worker's DJANGO_SETTINGS_MODULE: --check counts only records of its own project.
+    settings_module: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -120,8 +135,12 @@ class HealthReporter:
         self.completed = completed
         self.metrics = metrics
         self.interval_s = interval_s
-        self.path = (directory or health_dir()) / f"{os.getpid()}.json"
+        self.settings_module = os.environ.get(SETTINGS_ENV)
+        self.path = (directory or health_dir(self.settings_module)) / f"{os.getpid()}.json"
+        # Refused here, at start-up, rather than on every refresh.
+        prepare_dir(self.path.parent)
         self._reported: dict[str, int] = {}
+        self._logged_problem: str | None = None
 
     async def run(self) -> None:
         while True:
@@ -140,24 +159,32 @@ class HealthReporter:
             problem=problem,
             counters=self.stats.as_dict(),
             in_flight=self.in_flight(),
+            settings_module=self.settings_module,
         )
         self._write_local(record)
+        if problem != self._logged_problem:
+            # Once per problem, not once per report: an outage may last long.
+            if problem is not None:
+                logger.error("Worker unhealthy: %s", problem)
+            else:
+                logger.info("Worker healthy again")
+            self._logged_problem = problem
         if problem is not None:
-            logger.error("Worker unhealthy: %s", problem)
             return
         try:
             # Bounded, so a Redis that accepts connections but does not answer cannot stall
             # the local record: --check would call a worker waiting for Redis hung. The
             # TimeoutError this raises is an OSError, one of REDIS_DOWN.
             await asyncio.wait_for(self._write_redis(record), self.interval_s)
-        except REDIS_DOWN as error:
+        except Exception as error:
+            # Redis away or refusing writes (MISCONF, READONLY...): the pollers log the outage
+            # once and the local record, written above, says what Redis refuses.
+            if redis_fault(error) is None:
+                raise
             logger.debug("Health record not written to Redis: %r", error)
 
     def _write_local(self, record: HealthRecord) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(record.to_json())
-        temporary.replace(self.path)
+        write_record(self.path.parent, self.path.name, record.to_json())
 
     async def _write_redis(self, record: HealthRecord) -> None:
         ttl_s = max(1, round(STALE_AFTER_INTERVALS * self.interval_s))
@@ -202,18 +229,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def check(channels: list[str], directory: Path | None = None) -> tuple[bool, str]:
-    """Whether a worker on this host is alive and serving ``channels``, and one line why."""
-    directory = directory or health_dir()
+def check(
+    channels: list[str], directory: Path | None = None, settings_module: str | None = None
+) -> tuple[bool, str]:
+    """Whether a worker of this project on this host serves ``channels``, and one line why.
+
+    The project is ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given). Records of
+    other projects or other users, and links, are not counted.
+    """
+    settings_module = settings_module or os.environ.get(SETTINGS_ENV)
+    if directory is None:
+        if settings_module is None and not os.environ.get(HEALTH_DIR_ENV):
+            return False, _unscoped_probe()
+        directory = health_dir(settings_module)
+    if os.path.lexists(directory) and (problem := directory_problem(directory)) is not None:
+        return False, f"{problem}: its health records are not trusted"
     now = time.time()
     reasons: list[str] = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            record = HealthRecord.from_json(path.read_text())
-        except (OSError, ValueError, TypeError):
-            continue
-        if not pid_alive(record.pid):
-            continue
+    for record in _live_records(directory, settings_module):
         missing = [channel for channel in channels if channel not in record.channels]
         if record.stale(now):
             reasons.append(
@@ -233,6 +266,32 @@ def check(channels: list[str], directory: Path | None = None) -> tuple[bool, str
     if not reasons:
         return False, f"no running worker on this host (no live health record in {directory})"
     return False, "; ".join(reasons)
+
+
+def _live_records(directory: Path, settings_module: str | None) -> Iterable[HealthRecord]:
+    """The records in ``directory`` of live processes of the project, when one is named."""
+    for text in read_record_files(directory):
+        try:
+            record = HealthRecord.from_json(text)
+        except (ValueError, TypeError):
+            continue
+        if settings_module is not None and record.settings_module != settings_module:
+            continue
+        if pid_alive(record.pid):
+            yield record
+
+
+def _unscoped_probe() -> str:
+    found = projects_on_this_host()
+    where = (
+        f" (this host has health records of {', '.join(found)} in {default_base_dir()})"
+        if found
+        else ""
+    )
+    return (
+        "runworker --check needs the settings module of the workers to check, to count only "
+        f"that project's: pass --settings mysite.settings or set {SETTINGS_ENV}{where}"
+    )
 
 
 def read_records(raw: Iterable[Any]) -> list[HealthRecord]:

@@ -18,6 +18,12 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "channel_worker"
 # Handler durations from sub-millisecond no-ops to ten-minute jobs.
 DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600)
+# Distinct message types per channel that get a ``type`` label of their own
+# (``CHANNEL_WORKER["METRICS_MAX_TYPES"]``); later ones are counted under OTHER_TYPES.
+DEFAULT_MAX_TYPES_PER_CHANNEL = 100
+# A longer type is no name a dashboard would show; it is counted under OTHER_TYPES.
+MAX_TYPE_LABEL_CHARS = 100
+OTHER_TYPES = "(other)"
 
 
 class NullMetrics:
@@ -48,12 +54,51 @@ class NullMetrics:
         pass
 
 
+class TypeLabels:
+    """The ``type`` label value for each message: bounded, because senders choose the type.
+
+    Each channel's first ``max_per_channel`` distinct types are their own label value; later
+    types, and types longer than MAX_TYPE_LABEL_CHARS, count as OTHER_TYPES. Without the bound
+    every new type would add series, and memory, for the life of the process.
+    """
+
+    def __init__(self, max_per_channel: int = DEFAULT_MAX_TYPES_PER_CHANNEL) -> None:
+        self.max_per_channel = max_per_channel
+        self._seen: dict[str, set[str]] = {}
+        self._full: set[str] = set()
+
+    def __call__(self, channel: str, message_type: str) -> str:
+        seen = self._seen.setdefault(channel, set())
+        if message_type in seen:
+            return message_type
+        if len(message_type) > MAX_TYPE_LABEL_CHARS:
+            return OTHER_TYPES
+        if len(seen) < self.max_per_channel:
+            seen.add(message_type)
+            return message_type
+        if channel not in self._full:
+            self._full.add(channel)
+            logger.warning(
+                "Channel %s has had %d distinct message types: further types are counted as "
+                'type="%s" in metrics (raise CHANNEL_WORKER["METRICS_MAX_TYPES"] to see more)',
+                channel,
+                self.max_per_channel,
+                OTHER_TYPES,
+            )
+        return OTHER_TYPES
+
+
 class Metrics(NullMetrics):
     """The worker's metrics on a prometheus-client registry (the default one unless given)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        max_types_per_channel: int = DEFAULT_MAX_TYPES_PER_CHANNEL,
+    ) -> None:
         from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+        self._type = TypeLabels(max_types_per_channel)
         registry = registry or REGISTRY
         labels = ("channel", "type")
 
@@ -105,24 +150,26 @@ class Metrics(NullMetrics):
         )
 
     def received(self, channel: str, message_type: str) -> None:
-        self._received.labels(channel, message_type).inc()
+        self._received.labels(channel, self._type(channel, message_type)).inc()
 
     def completed(self, channel: str, message_type: str, duration_s: float) -> None:
-        self._completed.labels(channel, message_type).inc()
-        self._duration.labels(channel, message_type).observe(duration_s)
+        label = self._type(channel, message_type)
+        self._completed.labels(channel, label).inc()
+        self._duration.labels(channel, label).observe(duration_s)
 
     def failed(self, channel: str, message_type: str, duration_s: float) -> None:
-        self._failed.labels(channel, message_type).inc()
-        self._duration.labels(channel, message_type).observe(duration_s)
+        label = self._type(channel, message_type)
+        self._failed.labels(channel, label).inc()
+        self._duration.labels(channel, label).observe(duration_s)
 
     def retried(self, channel: str, message_type: str) -> None:
-        self._retried.labels(channel, message_type).inc()
+        self._retried.labels(channel, self._type(channel, message_type)).inc()
 
     def dead_lettered(self, channel: str, message_type: str) -> None:
-        self._dead.labels(channel, message_type).inc()
+        self._dead.labels(channel, self._type(channel, message_type)).inc()
 
     def redelivered(self, channel: str, message_type: str) -> None:
-        self._redelivered.labels(channel, message_type).inc()
+        self._redelivered.labels(channel, self._type(channel, message_type)).inc()
 
     def reconnected(self) -> None:
         self._reconnects.inc()

@@ -52,7 +52,8 @@ def send(channel: str, message: dict[str, Any], *, layer: str = DEFAULT_LAYER) -
     """Check ``message`` and send it to ``channel`` on the ``layer`` alias, from sync code.
 
     Raises ``InvalidChannelName``, ``MessageNotSendable`` (``MessageTooLarge``),
-    ``UnknownChannel`` or ``ChannelAtCapacity``, all subclasses of ``SendError``.
+    ``UnknownChannel``, ``ChannelAtCapacity`` or ``RedisOutOfMemory`` (Redis is at its
+    ``maxmemory``), all subclasses of ``SendError``.
     """
     deliver(prepare(channel, message, layer))
 
@@ -102,7 +103,7 @@ def prepare(
     _check_channel_name(layer, channel)
     _check_message(channel, message)
     if check_known:
-        check_known_channel(channel)
+        check_known_channel(channel, message["type"], layer, alias)
     payload = dict(message)
     if not isinstance(layer, RedisChannelLayer):
         return Prepared(channel, alias, layer, payload, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import threading
 import time
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 from channels_redis.utils import create_pool
 
+from worker.errors import RedisOutOfMemory
 from worker.transport.keys import ChannelKeys, channel_key
-from worker.transport.scripts import SEND
+from worker.transport.layer import redact
+from worker.transport.scripts import DEFER, SEND, Script, run, run_sync
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
     from redis.asyncio import Redis as AsyncRedis
-    from redis.commands.core import AsyncScript, Script
 
 T = TypeVar("T")
 
@@ -75,6 +77,37 @@ class _Channels:
     def delayed_key(self, channel: str) -> str:
         return ChannelKeys.for_channel(self.layer.prefix, channel).delayed
 
+    def defer_arguments(self, member: bytes, due_at: float) -> list[Any]:
+        # The delayed set lasts until the message is due and then as long as the layer keeps
+        # a message (scripts/defer.lua).
+        lifetime_s = math.ceil(max(0.0, due_at - time.time()) + float(self.layer.expiry))
+        return [member, due_at, lifetime_s]
+
+    def out_of_memory(
+        self, index: int, channel: str, error: redis.ResponseError, memory: Mapping[str, Any]
+    ) -> RedisOutOfMemory:
+        """The refusal of a send by a Redis at its ``maxmemory``, naming the limit and the fix."""
+        host = self.layer.hosts[index]
+        shown = redact(host.get("address", host) if isinstance(host, Mapping) else host)
+        limit_bytes = int(memory.get("maxmemory", 0) or 0)
+        policy = str(memory.get("maxmemory_policy", ""))
+        limit = (
+            f"maxmemory {memory.get('maxmemory_human', limit_bytes)}, "
+            f"maxmemory-policy {policy or 'unknown'}"
+            if limit_bytes
+            else "its maxmemory"
+        )
+        return RedisOutOfMemory(
+            f"Redis at {shown} refused the message for channel {channel!r}: it is full "
+            f"({limit}; {error}), and the layer's own send is refused the same way. Let workers "
+            "drain the backlog (start more, or check that they run), lower the layer's "
+            "'expiry' or 'capacity', or raise the limit (CONFIG SET maxmemory, or maxmemory in "
+            "redis.conf).",
+            host=shown,
+            maxmemory_bytes=limit_bytes,
+            policy=policy,
+        )
+
 
 class SyncSender(_Channels):
     """Sync clients for one layer's hosts, shared by every thread of the process."""
@@ -82,13 +115,12 @@ class SyncSender(_Channels):
     def __init__(self, layer: RedisChannelLayer) -> None:
         super().__init__(layer)
         self.clients = [redis.Redis(connection_pool=sync_pool(host)) for host in layer.hosts]
-        self._scripts: list[Script] = [client.register_script(SEND) for client in self.clients]
 
     def send(self, channel: str, member: bytes, capacity: int) -> int | None:
         """Add ``member`` to ``channel``; the host index, or None when the channel is full."""
         index = self.host_for(channel)
         key, args = self.send_arguments(channel, member, capacity)
-        return index if self._scripts[index](keys=[key], args=args) else None
+        return index if self._run(index, channel, SEND, [key], args) else None
 
     def defer(self, channel: str, member: bytes, due_at: float) -> None:
         """Park ``member`` in the channel's delayed set until ``due_at`` (epoch seconds).
@@ -96,7 +128,26 @@ class SyncSender(_Channels):
         Workers consuming the channel move it to the head of the channel once it is due, as
         they do with retries; the delayed set is not trimmed by the layer's expiry.
         """
-        self.clients[self.host_for(channel)].zadd(self.delayed_key(channel), {member: due_at})
+        index = self.host_for(channel)
+        args = self.defer_arguments(member, due_at)
+        self._run(index, channel, DEFER, [self.delayed_key(channel)], args)
+
+    def _run(
+        self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
+    ) -> Any:
+        client = self.clients[index]
+        try:
+            return run_sync(client, script, keys, args)
+        except redis.ResponseError as error:
+            if not _out_of_memory(error):
+                raise
+            raise self.out_of_memory(index, channel, error, _memory_sync(client)) from error
+
+    def memory_refusal(
+        self, index: int, channel: str, error: redis.OutOfMemoryError
+    ) -> RedisOutOfMemory:
+        """``out_of_memory()`` for another write to host ``index`` on behalf of ``channel``."""
+        return self.out_of_memory(index, channel, error, _memory_sync(self.clients[index]))
 
     def close(self) -> None:
         for client in self.clients:
@@ -110,7 +161,6 @@ class AsyncSender(_Channels):
     def __init__(self, layer: RedisChannelLayer) -> None:
         super().__init__(layer)
         self.clients: list[AsyncRedis] = []
-        self._scripts: list[AsyncScript] = []
         self._group_layer: RedisChannelLayer | None = None
 
     def client(self, index: int) -> AsyncRedis:
@@ -118,20 +168,38 @@ class AsyncSender(_Channels):
             from redis.asyncio import Redis
 
             self.clients = [Redis(connection_pool=create_pool(host)) for host in self.layer.hosts]
-            self._scripts = [client.register_script(SEND) for client in self.clients]
         return self.clients[index]
 
     async def send(self, channel: str, member: bytes, capacity: int) -> int | None:
         """``SyncSender.send()`` on the send loop."""
         index = self.host_for(channel)
-        self.client(index)
         key, args = self.send_arguments(channel, member, capacity)
-        sent: Any = await self._scripts[index](keys=[key], args=args)
+        sent = await self._run(index, channel, SEND, [key], args)
         return index if sent else None
 
     async def defer(self, channel: str, member: bytes, due_at: float) -> None:
         """``SyncSender.defer()`` on the send loop."""
-        await self.client(self.host_for(channel)).zadd(self.delayed_key(channel), {member: due_at})
+        index = self.host_for(channel)
+        args = self.defer_arguments(member, due_at)
+        await self._run(index, channel, DEFER, [self.delayed_key(channel)], args)
+
+    async def _run(
+        self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
+    ) -> Any:
+        client = self.client(index)
+        try:
+            return await run(client, script, keys, args)
+        except redis.ResponseError as error:
+            if not _out_of_memory(error):
+                raise
+            memory = await _memory(client)
+            raise self.out_of_memory(index, channel, error, memory) from error
+
+    async def memory_refusal(
+        self, index: int, channel: str, error: redis.OutOfMemoryError
+    ) -> RedisOutOfMemory:
+        """``SyncSender.memory_refusal()`` on the send loop."""
+        return self.out_of_memory(index, channel, error, await _memory(self.client(index)))
 
     async def group_send(self, alias: str, group: str, message: dict[str, Any]) -> None:
         """The layer's ``group_send()`` on the send loop.
@@ -148,12 +216,39 @@ class AsyncSender(_Channels):
         await self._group_layer.group_send(group, message)
 
     async def aclose(self) -> None:
-        clients, self.clients, self._scripts = self.clients, [], []
+        clients, self.clients = self.clients, []
         for client in clients:
             await client.aclose(close_connection_pool=True)
         group_layer, self._group_layer = self._group_layer, None
         if group_layer is not None:
             await group_layer.close_pools()
+
+
+def _out_of_memory(error: redis.ResponseError) -> bool:
+    """Whether Redis refused a script for maxmemory.
+
+    Redis 7 refuses a flagged script with an ``OOM`` reply; Redis 6 refuses its first write
+    inside the script, reported as "Error running script ... -OOM command not allowed ...".
+    """
+    return isinstance(error, redis.OutOfMemoryError) or "-OOM command not allowed" in str(error)
+
+
+def _memory_sync(client: redis.Redis) -> Mapping[str, Any]:
+    """The server's ``INFO memory`` for an error message; empty when it cannot be had."""
+    try:
+        memory: Any = client.info("memory")
+    except redis.RedisError:
+        return {}
+    return dict(memory)
+
+
+async def _memory(client: AsyncRedis) -> Mapping[str, Any]:
+    """``_memory_sync()`` for an async client."""
+    try:
+        memory: Any = await client.info("memory")
+    except redis.RedisError:
+        return {}
+    return dict(memory)
 
 
 class SendLoop:

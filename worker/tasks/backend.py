@@ -95,9 +95,14 @@ class ChannelLayerBackend(BaseTaskBackend):
 
     @property
     def store(self) -> ResultStore:
-        """The result store on the backend's layer, checked on first use."""
-        if self._store is None:
-            self._store = ResultStore(self._layer(), self.result_ttl_s)
+        """The result store on the backend's layer, checked on first use.
+
+        Follows the layer the alias names now: when ``CHANNEL_LAYERS`` changes (a test's
+        settings, the pytest plugin's own prefix), results stay beside the task messages.
+        """
+        layer = self._layer()
+        if self._store is None or self._store.layer is not layer:
+            self._store = ResultStore(layer, self.result_ttl_s)
         return self._store
 
     def _layer(self) -> RedisChannelLayer:

@@ -13,14 +13,15 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import redis
 from django.utils.module_loading import import_string
 
+from worker.names import task_channel
 from worker.sending.pools import send_loop, sync_sender
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 from worker.transport.keys import task_result_key
 
 if TYPE_CHECKING:
-    import redis
     from channels_redis.core import RedisChannelLayer
     from redis.asyncio import Redis as AsyncRedis
 
@@ -137,8 +138,15 @@ class ResultStore:
         return sync_sender(self.layer).clients[self._host(result_id)]
 
     async def save(self, result: TaskResult[..., Any], keep_until: float | None = None) -> None:
+        """Store ``result``; a Redis at its ``maxmemory`` raises ``RedisOutOfMemory``."""
         record, ttl_s = self._record(result, keep_until)
-        await self._client(result.id).set(self._key(result.id), record, ex=ttl_s)
+        index = self._host(result.id)
+        sender = send_loop().sender(self.layer)
+        try:
+            await sender.client(index).set(self._key(result.id), record, ex=ttl_s)
+        except redis.OutOfMemoryError as error:
+            channel = task_channel(result.task.queue_name)
+            raise await sender.memory_refusal(index, channel, error) from error
 
     async def load(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(await self._client(result_id).get(self._key(result_id)))
@@ -156,8 +164,15 @@ class ResultStore:
         await send_loop().acall(self.delete(result_id))
 
     def save_sync(self, result: TaskResult[..., Any], keep_until: float | None = None) -> None:
+        """``save()`` from sync code."""
         record, ttl_s = self._record(result, keep_until)
-        self._sync_client(result.id).set(self._key(result.id), record, ex=ttl_s)
+        index = self._host(result.id)
+        sender = sync_sender(self.layer)
+        try:
+            sender.clients[index].set(self._key(result.id), record, ex=ttl_s)
+        except redis.OutOfMemoryError as error:
+            channel = task_channel(result.task.queue_name)
+            raise sender.memory_refusal(index, channel, error) from error
 
     def load_sync(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(self._sync_client(result_id).get(self._key(result_id)))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from worker.backoff import Backoff
-from worker.errors import REDIS_DOWN
+from worker.errors import CREDENTIALS, redis_fault
 from worker.transport.connection import call, dedicated_connection
 
 if TYPE_CHECKING:
@@ -67,11 +67,16 @@ class ArrivalWatch:
                 backoff.reset()
                 await self._listen(connection)
             except ResponseError as error:
-                self.refuse(error)
-            except REDIS_DOWN:
-                pass
-            except Exception:
-                logger.exception("Watching %s for arrivals failed; polling meanwhile", self.label)
+                fault = redis_fault(error)
+                if fault is None or fault.kind == CREDENTIALS:
+                    self.refuse(error)
+                # Otherwise Redis refuses for now (BUSY, LOADING...): poll meanwhile, try again.
+            except Exception as error:
+                # A lost connection in any form is waited out; the pollers log the outage.
+                if redis_fault(error) is None:
+                    logger.exception(
+                        "Watching %s for arrivals failed; polling meanwhile", self.label
+                    )
             finally:
                 self._lost()
                 await connection.disconnect()

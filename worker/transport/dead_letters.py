@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from worker.constants import DEFAULT_MAX_MESSAGE_BYTES
 from worker.transport import scripts
 from worker.transport.keys import ChannelKeys
 from worker.transport.layer import connect
@@ -27,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_COUNT = 10_000
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+#: Undecoded messages larger than this keep only their size (``DeadLetterBounds``).
+DEFAULT_MAX_UNDECODED_BYTES = DEFAULT_MAX_MESSAGE_BYTES
+# Text fields of a record longer than these are cut; a traceback keeps its end, where the
+# exception is, and the rest keep their start.
+_MAX_CHARS = {"reason": 2_000, "error": 4_000, "traceback": 16_000}
+_MAX_NAME_CHARS = 200
 
 
 @dataclass(slots=True)
@@ -44,7 +51,10 @@ class DeadLetter:
     first_attempt_at: float | None = None
     last_attempt_at: float | None = None
     worker_id: str | None = None
+    #: The message's size, serialised, whether or not it was kept.
     size_bytes: int = 0
+    #: False when the message was too large to keep (``DeadLetterBounds``): it cannot be requeued.
+    message_kept: bool = True
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     dead_at: float = field(default_factory=time.time)
     host_index: int = 0
@@ -52,8 +62,13 @@ class DeadLetter:
     message: Any = None
 
     def to_json(self) -> str:
+        """The stored record: every text field cut to a bounded length, saying so."""
         record = asdict(self)
         record.pop("message")
+        for name, limit in _MAX_CHARS.items():
+            record[name] = _cut(record[name], limit, keep_end=name == "traceback")
+        for name in ("message_type", "message_id", "error_type", "worker_id"):
+            record[name] = _cut(record[name], _MAX_NAME_CHARS)
         return json.dumps(record)
 
     @classmethod
@@ -61,6 +76,13 @@ class DeadLetter:
         record = json.loads(text)
         record["host_index"] = host_index
         return cls(**record)
+
+
+def _cut(text: str | None, limit: int, *, keep_end: bool = False) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    note = f"[{len(text) - limit} of {len(text)} characters cut]"
+    return f"{note}\n{text[-limit:]}" if keep_end else f"{text[:limit]}{note}"
 
 
 def message_id(message: object) -> str | None:
@@ -78,6 +100,10 @@ class DeadLetterBounds:
 
     max_count: int = DEFAULT_MAX_COUNT
     max_age_s: float = DEFAULT_MAX_AGE_S
+    #: A message the worker could not decode (over its ``max_message_bytes``, not the layer's
+    #: format) and larger than this is not kept: its letter keeps its size and reason only. A
+    #: decoded message is always kept whole, so ``requeue`` re-sends it byte for byte.
+    max_undecoded_bytes: int = DEFAULT_MAX_UNDECODED_BYTES
 
 
 class DeadLetters:
@@ -109,23 +135,33 @@ class DeadLetters:
         """Store ``letter`` for ``member`` (releasing its lease); returns how many were trimmed."""
         keys = self.keys(letter.channel)
         client = self.clients[letter.host_index]
-        trimmed: Any = await client.eval(
+        letter.size_bytes = len(member)
+        letter.message_kept = not self._too_large(letter, member)
+        trimmed: Any = await scripts.run(
+            client,
             scripts.DEAD_LETTER,
-            6,
-            keys.inflight,
-            keys.attempts,
-            keys.first_attempt,
-            keys.dead,
-            keys.dead_records,
-            keys.dead_members,
-            member,
-            letter.id,
-            letter.dead_at,
-            letter.to_json(),
-            self.bounds.max_count,
-            self.bounds.max_age_s,
+            [
+                keys.inflight,
+                keys.attempts,
+                keys.first_attempt,
+                keys.dead,
+                keys.dead_records,
+                keys.dead_members,
+            ],
+            [
+                member,
+                int(letter.message_kept),
+                letter.id,
+                letter.dead_at,
+                letter.to_json(),
+                self.bounds.max_count,
+                self.bounds.max_age_s,
+            ],
         )
         return int(trimmed)
+
+    def _too_large(self, letter: DeadLetter, member: bytes) -> bool:
+        return letter.message_type is None and len(member) > self.bounds.max_undecoded_bytes
 
     async def list(self, channel: str, limit: int | None = None) -> list[DeadLetter]:
         """Dead letters of ``channel`` on every host, oldest first."""
@@ -165,18 +201,18 @@ class DeadLetters:
         for client in self.clients:
             ids: Any = [letter_id] if letter_id else await client.zrange(keys.dead, 0, -1)
             for one in ids:
-                moved: Any = await client.eval(
+                moved: Any = await scripts.run(
+                    client,
                     scripts.REQUEUE_DEAD,
-                    6,
-                    keys.queue,
-                    keys.dead,
-                    keys.dead_records,
-                    keys.dead_members,
-                    keys.attempts,
-                    keys.first_attempt,
-                    one,
-                    time.time(),
-                    int(self.layer.expiry),
+                    [
+                        keys.queue,
+                        keys.dead,
+                        keys.dead_records,
+                        keys.dead_members,
+                        keys.attempts,
+                        keys.first_attempt,
+                    ],
+                    [one, time.time(), int(self.layer.expiry)],
                 )
                 count += int(moved)
         return count

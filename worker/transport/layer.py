@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -70,14 +72,49 @@ def with_read_timeout(host: Mapping[str, Any], minimum_s: float) -> dict[str, An
 
 
 def harden_layer(layer: RedisChannelLayer) -> None:
-    """Let the layer's own blocking receives survive idle time in this process.
+    """Let the layer's own blocking receives survive idle time, and end when cancelled.
 
     Consumers in the worker call ``get_channel_layer()`` for ``group_send`` and for their
     ``new_channel`` receive, which blocks ``brpop_timeout`` seconds per call. Pools are created
     lazily from ``layer.hosts``, so adjusting the host entries before first use is enough.
+    A consumer that fails cancels that receive; it must end then (``_ends_when_cancelled``).
     """
     minimum_s = float(layer.brpop_timeout) + READ_TIMEOUT_MARGIN_S
     layer.hosts = [with_read_timeout(host, minimum_s) for host in layer.hosts]
+    if not getattr(layer.receive, _ENDS_WHEN_CANCELLED, False):
+        layer.receive = _ends_when_cancelled(layer.receive)
+
+
+_ENDS_WHEN_CANCELLED = "_channel_worker_ends_when_cancelled"
+_CANCEL_RETRY_S = 0.05
+
+
+def _ends_when_cancelled(
+    receive: Callable[[str], Awaitable[Any]],
+) -> Callable[[str], Awaitable[Any]]:
+    """``receive`` that ends as soon as it is cancelled, even on Python 3.11.
+
+    A Channels consumer whose handler raises cancels its own layer receive once and waits for
+    it. On Python 3.11 redis-py's ``asyncio.wait_for`` around a socket write swallows a cancel
+    that lands just as the write completes, so that receive went on blocking in Redis, pop
+    after pop, and the failed message's slot never came free. Cancel again until it has ended.
+    """
+
+    @functools.wraps(receive)
+    async def receive_until_cancelled(channel: str) -> Any:
+        pending = asyncio.ensure_future(receive(channel))
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            while not pending.done():
+                pending.cancel()
+                await asyncio.wait({pending}, timeout=_CANCEL_RETRY_S)
+            if not pending.cancelled():
+                pending.exception()  # retrieved: the caller asked for no result
+            raise
+
+    setattr(receive_until_cancelled, _ENDS_WHEN_CANCELLED, True)
+    return receive_until_cancelled
 
 
 def connect(layer: RedisChannelLayer, block_s: float) -> list[Redis]:
@@ -94,6 +131,8 @@ def connect(layer: RedisChannelLayer, block_s: float) -> list[Redis]:
 
 
 _CREDENTIALS = re.compile(r"(?<=://)[^@/]*@")
+# redis-py also reads credentials from the query: ``redis://host/0?password=...``.
+_QUERY_SECRET = re.compile(r"(?<=[?&])([^=&#]*pass[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
 def redact(value: object) -> str:
@@ -107,12 +146,19 @@ def redact(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(redact(item) for item in value) + "]"
     text = str(value)
-    return _CREDENTIALS.sub("***@", text) if "://" in text else text
+    if "://" not in text:
+        return text
+    return _QUERY_SECRET.sub(r"\1***", _CREDENTIALS.sub("***@", text))
 
 
 def describe_hosts(layer: RedisChannelLayer) -> str:
     """The layer's hosts for the start-up line, credentials redacted."""
-    return ", ".join(
+    return ", ".join(host_descriptions(layer))
+
+
+def host_descriptions(layer: RedisChannelLayer) -> list[str]:
+    """Each of the layer's hosts for people, credentials redacted, in the layer's order."""
+    return [
         redact(host.get("address", host)) if isinstance(host, Mapping) else redact(host)
         for host in layer.hosts
-    )
+    ]

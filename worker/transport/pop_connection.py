@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from worker.transport import scripts
+from worker.errors import REFUSING, redis_fault
 from worker.transport.connection import call, dedicated_connection
 from worker.transport.queue import Popped, float_or_none, parse_pop
 
@@ -58,13 +58,25 @@ class PopConnection:
         connection = await self._connected()
         if self.watch is not None:
             await self._track(connection, self.watch)
-        command = ("EVALSHA", self.queue.pop_sha, 4, *self.queue.pop_keys(), count, lease_deadline)
+        sha, source = await self.queue.pop_script()
+        queue = self.queue
+        command = ("EVALSHA", sha, 4, *queue.pop_keys(), *queue.pop_args(count, lease_deadline))
         try:
-            reply = await call(connection, *command)
-        except NoScriptError:
-            # The server lost its script cache (a restart, SCRIPT FLUSH): load and try again.
-            await call(connection, "SCRIPT", "LOAD", scripts.POP)
-            reply = await call(connection, *command)
+            try:
+                reply = await call(connection, *command)
+            except NoScriptError:
+                # The server lost its script cache (a restart, SCRIPT FLUSH): load and try again.
+                await call(connection, "SCRIPT", "LOAD", source)
+                reply = await call(connection, *command)
+        except ResponseError:
+            # An error reply leaves the connection in step.
+            raise
+        except BaseException:
+            # A reset, a timeout or a cancel may leave it half-written or with a reply unread
+            # (uvloop and asyncio then raise RuntimeError or AttributeError on its next use):
+            # start afresh on the next call.
+            await connection.disconnect()
+            raise
         return parse_pop(reply)
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
@@ -117,7 +129,11 @@ class PopConnection:
         except ResponseError as error:
             if _NO_SUCH_CLIENT in str(error):
                 watch.gone(redirect_id)
-            else:
-                watch.refuse(error)
+                return
+            fault = redis_fault(error)
+            if fault is not None and fault.kind == REFUSING:
+                # Refused for now (BUSY, LOADING...), not refused for good: the pop fails too.
+                raise
+            watch.refuse(error)
             return
         self._redirect_id = redirect_id

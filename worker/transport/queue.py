@@ -7,6 +7,7 @@ members being serialised messages scored by their send time. Senders trim member
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,36 +43,47 @@ class ChannelQueue:
         self.keys = keys
         self.key = self.keys.queue
         self.expiry_s = expiry_s
-        self._pop = redis.register_script(scripts.POP)
-        self._give_back = redis.register_script(scripts.GIVE_BACK)
-        self._requeue_expired = redis.register_script(scripts.REQUEUE_EXPIRED)
-        self._schedule_retry = redis.register_script(scripts.SCHEDULE_RETRY)
-        self._promote_due = redis.register_script(scripts.PROMOTE_DUE)
 
     def pop_keys(self) -> list[str]:
         """The ``KEYS`` of ``scripts.POP``, which a poller runs (``pop_connection``)."""
         keys = self.keys
         return [keys.queue, keys.inflight, keys.attempts, keys.first_attempt]
 
-    @property
-    def pop_sha(self) -> str:
-        """The SHA1 that ``EVALSHA`` runs ``scripts.POP`` by."""
-        sha: str = self._pop.sha
-        return sha
+    def pop_args(self, count: int, lease_deadline: float) -> list[Any]:
+        """The ``ARGV`` of ``scripts.POP``."""
+        return [count, lease_deadline, self.lifetime_s(lease_deadline)]
+
+    async def pop_script(self) -> tuple[str, str]:
+        """The SHA1 that ``EVALSHA`` runs ``scripts.POP`` by, and its source, for this server."""
+        flags = await scripts.server_reads_flags(self.redis)
+        return scripts.POP.sha(flags), scripts.POP.source(flags)
+
+    def lifetime_s(self, until: float) -> int:
+        """How long the worker's keys must last for a message that may live until ``until``.
+
+        A message put back on the channel then lives at most the layer's ``expiry`` more.
+        """
+        return math.ceil(max(0.0, until - time.time()) + self.expiry_s)
 
     async def give_back(self, members: Sequence[bytes]) -> None:
         """Return unstarted messages to the head of the channel, in order, releasing leases."""
         if members:
-            await self._give_back(
-                keys=[self.key, self.keys.inflight],
-                args=[time.time(), self.expiry_s, *members],
+            await scripts.run(
+                self.redis,
+                scripts.GIVE_BACK,
+                [self.key, self.keys.inflight],
+                [time.time(), self.expiry_s, *members],
             )
 
     async def extend(self, members: Sequence[bytes], lease_deadline: float) -> None:
         """Push the leases of messages still held by this worker to ``lease_deadline``."""
         if members:
-            await self.redis.zadd(
-                self.keys.inflight, dict.fromkeys(members, lease_deadline), xx=True
+            keys = self.keys
+            await scripts.run(
+                self.redis,
+                scripts.EXTEND,
+                [keys.inflight, keys.attempts, keys.first_attempt],
+                [lease_deadline, self.lifetime_s(lease_deadline), *members],
             )
 
     async def settle(self, members: Sequence[bytes], retried: Sequence[bytes] = ()) -> None:
@@ -95,25 +107,31 @@ class ChannelQueue:
     async def schedule_retry(self, member: bytes, due_at: float, first_attempt_at: float) -> None:
         """Move a failed message to the delayed set, counting the attempt."""
         keys = self.keys
-        await self._schedule_retry(
-            keys=[keys.inflight, keys.delayed, keys.attempts, keys.first_attempt],
-            args=[member, due_at, first_attempt_at],
+        await scripts.run(
+            self.redis,
+            scripts.SCHEDULE_RETRY,
+            [keys.inflight, keys.delayed, keys.attempts, keys.first_attempt],
+            [member, due_at, first_attempt_at, self.lifetime_s(due_at)],
         )
 
     async def promote_due(self) -> int:
         """Move retries whose delay has passed back to the head of the channel."""
-        count: Any = await self._promote_due(
-            keys=[self.key, self.keys.delayed],
-            args=[time.time(), self.expiry_s, MAINTENANCE_BATCH],
+        count: Any = await scripts.run(
+            self.redis,
+            scripts.PROMOTE_DUE,
+            [self.key, self.keys.delayed],
+            [time.time(), self.expiry_s, MAINTENANCE_BATCH],
         )
         return int(count)
 
     async def requeue_expired(self) -> list[bytes]:
         """Put back messages whose lease ran out (their worker died), counting the attempt."""
         keys = self.keys
-        members: Any = await self._requeue_expired(
-            keys=[keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
-            args=[time.time(), self.expiry_s, MAINTENANCE_BATCH],
+        members: Any = await scripts.run(
+            self.redis,
+            scripts.REQUEUE_EXPIRED,
+            [keys.queue, keys.inflight, keys.attempts, keys.first_attempt],
+            [time.time(), self.expiry_s, MAINTENANCE_BATCH],
         )
         return list(members)
 

@@ -12,8 +12,10 @@ DATABASES: dict[str, Any] = {}
 INSTALLED_APPS = ["worker", "channels"]
 ASGI_APPLICATION = "tests.worker.faults_project.asgi.application"
 
-# The consumers record what they handle on the layer's own Redis.
+# The consumers record what they handle on the layer's own Redis, or on RECORD_REDIS_URL when
+# set: tests that make the layer's Redis fail keep their records elsewhere.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RECORD_REDIS_URL = os.environ.get("RECORD_REDIS_URL", REDIS_URL)
 
 CHANNEL_LAYERS = {
     "default": {

@@ -8,6 +8,7 @@
   const clearForm = document.getElementById("clear-form");
   const errorBox = document.getElementById("upload-error");
   const connection = document.getElementById("connection");
+  const clearButton = clearForm.querySelector("button");
   const csrfToken = uploadForm.querySelector("[name=csrfmiddlewaretoken]").value;
   const maxBytes = Number(uploadForm.dataset.maxBytes);
   const cards = new Map();
@@ -46,6 +47,7 @@
     );
     form.addEventListener("submit", (event) => {
       event.preventDefault();
+      if (!window.confirm("Delete this picture and its thumbnails?")) return;
       post(form.action, null).catch((error) => showError(error.message));
     });
     card.append(header, element("progress", { value: "0", max: "1" }), element("div", { class: "thumbs" }), form);
@@ -91,7 +93,13 @@
     bar.value = picture.done;
     renderThumbnails(card.querySelector(".thumbs"), picture.thumbnails);
     card.querySelector(".delete button").disabled = picture.status === "deleting";
+    showCount();
+  }
+
+  // "Delete all" has nothing to delete on an empty gallery.
+  function showCount() {
     empty.hidden = cards.size > 0;
+    clearButton.disabled = cards.size === 0;
   }
 
   function remove(id) {
@@ -99,7 +107,7 @@
     const card = cards.get(id);
     if (card) card.remove();
     cards.delete(id);
-    empty.hidden = cards.size > 0;
+    showCount();
   }
 
   function snapshot(pictures) {
@@ -109,7 +117,7 @@
     }
     // Newest first: prepend the oldest first.
     for (const picture of [...pictures].reverse()) render(picture);
-    empty.hidden = cards.size > 0;
+    showCount();
   }
 
   async function post(url, body) {
@@ -157,6 +165,11 @@
 
   clearForm.addEventListener("submit", (event) => {
     event.preventDefault();
+    const question =
+      cards.size === 1
+        ? "Delete the only picture and its thumbnails?"
+        : `Delete all ${cards.size} pictures and their thumbnails?`;
+    if (!window.confirm(question)) return;
     post(clearForm.action, null).catch((error) => showError(error.message));
   });
 
@@ -181,6 +194,9 @@
     });
   }
 
+  // The server's rendering of the gallery is for pages without JavaScript; this one is live.
+  document.getElementById("reload-note").hidden = true;
+  gallery.replaceChildren();
   snapshot(JSON.parse(document.getElementById("initial-pictures").textContent));
   connect();
 })();
