@@ -27,3 +27,5 @@ RECONNECT_BACKOFF_MAX_S = 5.0
 # Added to every blocking wait to get the socket read timeout, so an idle connection is never
 # mistaken for a dead one (redis-py 8 defaults to 5 s, exactly channels-redis's blocking wait).
 READ_TIMEOUT_MARGIN_S = 10.0
+# Each layer host lists this many of its most recently changed task results (`tasks list`).
+RECENT_TASK_RESULTS_PER_HOST = 1000

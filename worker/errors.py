@@ -57,6 +57,15 @@ class TaskFailed(WorkerError):
     """A task raised something that is not an ``Exception`` (``SystemExit``, ...)."""
 
 
+class PermanentFailure(WorkerError):
+    """A handler failure that retrying cannot fix: the message is dead-lettered at once."""
+
+
+class TaskNotRunnable(PermanentFailure):
+    """A task that cannot start: its function does not import, its path names no task, or its
+    arguments do not decode. Its result is stored ``FAILED`` with the reason."""
+
+
 # Sending
 
 

@@ -18,6 +18,10 @@ PROCESS_LOCAL_RULE = "a process-specific channel adds '!' and a suffix"
 
 #: ``tasks.<queue_name>`` carries the ``django.tasks`` queue of that name.
 TASK_CHANNEL_PREFIX = "tasks."
+#: The ``"type"`` of task messages on task channels.
+TASK_MESSAGE_TYPE = "task.run"
+#: The key of a task message that holds the task's import path, e.g. ``reports.tasks.nightly``.
+TASK_PATH_KEY = "task"
 
 
 def is_valid_channel_name(layer: Any, name: object, *, process_local: bool = True) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from worker.transport.layer import check_layer
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
 
-    from routing.types import ASGIApp
+    from routing.types import ASGIApp, Receive, Scope, Send
 
 
 def setup_django(settings_module: str | None, pythonpath: list[str]) -> None:
@@ -61,18 +61,34 @@ def import_string(dotted: str, what: str) -> Any:
         ) from None
 
 
-def load_application(dotted: str | None) -> ASGIApp:
-    """The root application: ``--application`` or the ``ASGI_APPLICATION`` setting."""
+def load_application(dotted: str | None, channels: Sequence[str] = ()) -> ASGIApp:
+    """The root application: ``--application`` or the ``ASGI_APPLICATION`` setting.
+
+    A project that only uses ``django.tasks`` has neither: when every channel in ``channels`` is
+    a task channel, which the worker serves itself, none is needed.
+    """
     from django.conf import settings
 
     path = dotted or getattr(settings, "ASGI_APPLICATION", None)
+    if not path and channels and all(is_task_channel(channel) for channel in channels):
+        return no_application
     if not path:
+        others = [channel for channel in channels if not is_task_channel(channel)]
+        needs = f" for channel(s) {', '.join(map(repr, others))}" if others else ""
         raise ConfigurationError(
-            "No ASGI application: set ASGI_APPLICATION = 'mysite.asgi.application' in your "
-            "settings or pass --application."
+            f"No ASGI application{needs}: set ASGI_APPLICATION = 'mysite.asgi.application' in "
+            "your settings or pass --application (task channels 'tasks.<queue>' need none)."
         )
     application: ASGIApp = import_string(path, "ASGI application")
     return application
+
+
+async def no_application(scope: Scope, receive: Receive, send: Send) -> None:
+    """The root application of a project without one: only task channels are served."""
+    raise ConfigurationError(
+        f"No ASGI application for {scope.get('channel') or scope['type']!r}: set "
+        "ASGI_APPLICATION to serve channels other than task channels."
+    )
 
 
 def load_layer(alias: str) -> RedisChannelLayer:

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -70,11 +70,13 @@ def handler_runs(client: redis.Redis, prefix: str) -> Counter[str]:
     return Counter(entry["id"] for entry in records(client) if entry["id"].startswith(prefix))
 
 
-def check(fleet: Fleet, url: str) -> subprocess.CompletedProcess[str]:
-    """``runworker --check faults`` beside the fleet's workers."""
+def check(
+    fleet: Fleet, url: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``runworker --check faults`` beside the fleet's workers (``env`` as for ``Fleet.start``)."""
     return subprocess.run(
         runworker_command("--check", CHANNEL),
-        env=fleet.env(url),
+        env=fleet.env(url) | dict(env or {}),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -388,6 +389,40 @@ async def test_sync_handler_past_the_message_timeout_is_abandoned_to_its_thread_
     assert finished == ["slow", "quick"]
     [letter] = await dead_letters.list(CHANNEL)
     assert (letter.message_id, letter.error_type) == ("slow", "HandlerTimeout")
+
+
+@pytest.mark.redis
+async def test_a_stop_longer_than_the_message_timeout_times_out_no_handler_that_was_running(
+    layer: RedisChannelLayer, worker_layer: RedisChannelLayer
+) -> None:
+    started: set[str] = set()
+    done: list[str] = []
+
+    async def handle(message: Message) -> None:
+        started.add(message["id"])
+        if message["id"] == "stuck":
+            await asyncio.Event().wait()
+        await asyncio.sleep(0.2)
+        done.append(message["id"])
+
+    config = ChannelConfig(concurrency=2, max_attempts=1, message_timeout_s=0.5)
+    worker = consume(handler_app(handle), worker_layer, config)
+    async with running(worker):
+        await send_ids(layer, "quick", "stuck")
+        await wait_until(lambda: started == {"quick", "stuck"}, what="both handlers running")
+        # The process is stopped (SIGSTOP) for longer than the timeout: its loop runs nothing
+        # (blocking it is the fault here, not a wait)...
+        time.sleep(1.0)  # noqa: ASYNC251
+        # ...until the kernel continues it, delivering SIGCONT.
+        os.kill(os.getpid(), signal.SIGCONT)
+        continued_s = time.monotonic()
+        await wait_until(lambda: worker.stats.timed_out >= 1, what="the stuck handler timed out")
+        timed_out_after_s = time.monotonic() - continued_s
+    assert done == ["quick"]
+    stats = worker.stats
+    assert (stats.completed, stats.failed, stats.timed_out, stats.dead) == (1, 1, 1, 1)
+    # The stuck one had its whole timeout again after the SIGCONT.
+    assert timed_out_after_s >= 0.5
 
 
 def consumer_losing_its_layer(handled: list[str]) -> ASGIApp:

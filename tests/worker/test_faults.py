@@ -74,10 +74,16 @@ class Fleet:
             **self.extra_env,
         }
 
-    def start(self, redis_url: str, *options: str) -> WorkerProcess:
-        """``runworker faults OPTIONS``, once it has said which channels it consumes."""
+    def start(
+        self, redis_url: str, *options: str, env: Mapping[str, str] | None = None
+    ) -> WorkerProcess:
+        """``runworker faults OPTIONS``, once it has said which channels it consumes.
+
+        ``env`` adds to the fleet's environment for this process only, e.g. a health directory
+        of its own, so ``--check`` answers for this worker alone.
+        """
         command = runworker_command(CHANNEL, "--shutdown-timeout-s", "10", *options)
-        worker = WorkerProcess(command, self.env(redis_url), REPO_ROOT)
+        worker = WorkerProcess(command, self.env(redis_url) | dict(env or {}), REPO_ROOT)
         self.processes.append(worker)
         worker.wait_for_line(STARTED)
         return worker

@@ -1,5 +1,5 @@
-"""``channel-worker``: status and dead letters, apart from ``runworker`` so that no subcommand
-can clash with a channel name."""
+"""``channel-worker``: status, dead letters and task results, apart from ``runworker`` so that
+no subcommand can clash with a channel name."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import worker
 from worker.cli.exit_codes import EXIT_CONFIG, EXIT_CRASHED, EXIT_NOT_FOUND, EXIT_OK
+from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.errors import CREDENTIALS, REFUSING, ConfigurationError, redis_fault
 
 
@@ -45,7 +46,48 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("id", nargs="?", help="one dead letter (default: all of them)")
     purge = dead.add_parser("purge", help="delete every dead letter of the channel")
     purge.add_argument("channel")
+    _add_tasks(commands)
     return parser
+
+
+# How many results `tasks list` prints unless --limit says.
+DEFAULT_TASKS_LIMIT = 20
+_TASK_STATUSES = ("READY", "RETRYING", "RUNNING", "SUCCESSFUL", "FAILED")
+
+
+def _add_tasks(commands: Any) -> None:
+    tasks = commands.add_parser("tasks", help="django.tasks results of a TASKS backend")
+    actions = tasks.add_subparsers(dest="action", required=True)
+    show = actions.add_parser("show", help="one result: status, times, attempts, errors")
+    show.add_argument("id")
+    listing = actions.add_parser(
+        "list",
+        help=f"the most recently changed results (up to {RECENT_TASK_RESULTS_PER_HOST} a host)",
+    )
+    listing.add_argument("--status", type=str.upper, choices=_TASK_STATUSES)
+    listing.add_argument("--queue", help="only results of this queue_name")
+    listing.add_argument(
+        "--limit",
+        type=_limit,
+        default=DEFAULT_TASKS_LIMIT,
+        help=f"at most this many, 1 to {RECENT_TASK_RESULTS_PER_HOST} "
+        f"(default {DEFAULT_TASKS_LIMIT})",
+    )
+    for command in (show, listing):
+        command.add_argument("--backend", default="default", help="TASKS alias")
+        command.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= RECENT_TASK_RESULTS_PER_HOST:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of results from 1 to {RECENT_TASK_RESULTS_PER_HOST}"
+        )
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"channel-worker: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    command = _status if options.command == "status" else _dead
+    command = {"status": _status, "dead": _dead, "tasks": _tasks}[options.command]
     try:
         code: int = asyncio.run(command(layer, options))
     except KeyboardInterrupt:
@@ -225,3 +267,160 @@ def _message(letter: Any) -> str:
         f"{shown[:MAX_SHOWN_CHARS]}... (first {MAX_SHOWN_CHARS} of {len(shown)} characters "
         f"shown; the message is {letter.size_bytes} bytes)"
     )
+
+
+async def _tasks(layer: Any, options: argparse.Namespace) -> int:
+    """``tasks show|list``: results of the TASKS backend ``--backend``, on its own layer."""
+    try:
+        backend = _task_backend(options.backend)
+    except ConfigurationError as error:
+        print(f"channel-worker: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if options.action == "show":
+        return await _show_task(backend, options)
+    return await _list_tasks(backend, options)
+
+
+def _task_backend(alias: str) -> Any:
+    try:
+        from worker.tasks.backend import ChannelLayerBackend
+        from worker.tasks.compat import task_backends
+
+        backend = task_backends[alias]
+    except ImportError as error:
+        raise ConfigurationError(str(error)) from error
+    except Exception as error:
+        raise ConfigurationError(
+            f"TASKS has no usable backend {alias!r} ({type(error).__name__}: {error}); pass "
+            "--backend with an alias of TASKS"
+        ) from error
+    if not isinstance(backend, ChannelLayerBackend):
+        raise ConfigurationError(
+            f"TASKS[{alias!r}] is {type(backend).__name__}; `channel-worker tasks` reads the "
+            "results of worker.tasks.ChannelLayerBackend only"
+        )
+    return backend
+
+
+async def _show_task(backend: Any, options: argparse.Namespace) -> int:
+    from worker.tasks.progress import Progress
+
+    record = await backend.store.aload(options.id)
+    if record is None:
+        print(
+            f"No result {options.id!r} on backend {backend.alias!r}: unknown id, or older than "
+            f"RESULT_TTL_S={backend.result_ttl_s:g} s; see `channel-worker tasks list`.",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
+    progress = await Progress.alast(options.id, backend.layer_alias)
+    if options.json:
+        print(json.dumps(_task_json(record) | {"progress": progress}, indent=2))
+        return EXIT_OK
+    for line in _task_lines(record, progress):
+        print(line)
+    return EXIT_OK
+
+
+async def _list_tasks(backend: Any, options: argparse.Namespace) -> int:
+    records = await backend.store.arecent(options.limit, options.status, options.queue)
+    if options.json:
+        for record in records:
+            print(json.dumps(_task_json(record)))
+        return EXIT_OK
+    if not records:
+        print(f"No results on backend {backend.alias!r}{_filters(options)}.")
+        return EXIT_OK
+    print(f"{'ID':32}  {'STATUS':10}  {'QUEUE':12}  {'TRY':>7}  {'ENQUEUED AT':25}  TASK")
+    for record in records:
+        print(
+            f"{printable(record.get('id')):32}  {_shown_status(record):10}  "
+            f"{printable(record.get('queue_name')):12}  {_tries(record):>7}  "
+            f"{_at(record.get('enqueued_at')):25}  {printable(record.get('task'))}"
+        )
+    return EXIT_OK
+
+
+def _filters(options: argparse.Namespace) -> str:
+    named = [f"status {options.status}"] if options.status else []
+    named += [f"queue {options.queue!r}"] if options.queue is not None else []
+    return f" with {' and '.join(named)}" if named else ""
+
+
+def _shown_status(record: dict[str, Any]) -> str:
+    from worker.tasks.results import shown_status
+
+    return printable(shown_status(record))
+
+
+def _task_json(record: dict[str, Any]) -> dict[str, Any]:
+    return record | {"shown_status": _shown_status(record)}
+
+
+def _tries(record: dict[str, Any]) -> str:
+    attempt, most = record.get("attempt"), record.get("max_attempts")
+    return printable(f"{attempt}/{most}") if attempt is not None else "-"
+
+
+def _at(value: object) -> str:
+    """A stored ISO time, to the second."""
+    if not isinstance(value, str):
+        return "-"
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return printable(value)
+    return moment.isoformat(timespec="seconds")
+
+
+def _status_line(record: dict[str, Any]) -> str:
+    """The status, and for a retry to come which attempt it is and when it starts."""
+    from worker.tasks.results import RETRYING
+
+    shown = _shown_status(record)
+    attempt, most = record.get("attempt"), record.get("max_attempts")
+    if shown == RETRYING and isinstance(attempt, int):
+        when = _at(record.get("next_attempt_at"))
+        return f"retrying, attempt {attempt + 1} of {printable(most)} at {when} (stored READY)"
+    if attempt is not None:
+        return f"{shown} (attempt {printable(attempt)} of {printable(most)})"
+    return shown
+
+
+def _task_lines(record: dict[str, Any], progress: dict[str, Any] | None) -> list[str]:
+    lines = [f"{'id':18} {printable(record.get('id'))}"]
+    lines.append(f"{'task':18} {printable(record.get('task'))}")
+    lines.append(f"{'status':18} {_status_line(record)}")
+    for key in ("queue_name", "priority", "backend"):
+        lines.append(f"{key:18} {printable(record.get(key))}")
+    for key in ("enqueued_at", "run_after", "started_at", "last_attempted_at", "finished_at"):
+        lines.append(f"{key:18} {_at(record.get(key))}")
+    workers = record.get("worker_ids") or []
+    lines.append(f"{'worker_ids':18} {printable(', '.join(map(str, workers)) or '-')}")
+    for key in ("args", "kwargs", "return_value"):
+        lines.append(f"{key:18} {_value(record.get(key))}")
+    lines.append(f"{'progress':18} {_progress(progress)}")
+    errors = record.get("errors") or []
+    for number, error in enumerate(errors, start=1):
+        kind = printable(error.get("exception_class_path"))
+        lines.append(f"error {number} of {len(errors)}: {kind}")
+        lines.append(printable(error.get("traceback", ""), lines=True).rstrip("\n"))
+    return lines
+
+
+def _value(value: object) -> str:
+    shown = printable(json.dumps(value, ensure_ascii=False, default=str))
+    if len(shown) <= MAX_SHOWN_CHARS:
+        return shown
+    return f"{shown[:MAX_SHOWN_CHARS]}... (first {MAX_SHOWN_CHARS} of {len(shown)} characters)"
+
+
+def _progress(report: dict[str, Any] | None) -> str:
+    if report is None:
+        return "-"
+    from worker.tasks.progress import REPORTED_AT_KEY
+
+    total = report.get("total")
+    done = f"{report.get('done')} of {total}" if total is not None else f"{report.get('done')}"
+    detail = f": {report['detail']}" if report.get("detail") else ""
+    return printable(f"{done}{detail} (reported {_at(report.get(REPORTED_AT_KEY))})")

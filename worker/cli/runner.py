@@ -77,7 +77,7 @@ def build_worker(options: WorkerOptions) -> Worker:
         max_age_s=worker_setting(worker_settings, "DEAD_LETTER_MAX_AGE_S", DEFAULT_MAX_AGE_S),
     )
     layer = load_layer(options.layer)
-    application = load_application(options.application)
+    application = load_application(options.application, channels)
     check_served(application, channels)
     # Task channels go to the built-in task consumer, which must know when a failure is final.
     application = with_task_channels(

@@ -9,6 +9,7 @@ from typing import Any
 from channels_redis.core import RedisChannelLayer
 
 from worker.errors import InvalidMessage
+from worker.names import TASK_MESSAGE_TYPE, TASK_PATH_KEY
 from worker.transport.queue import Popped
 
 
@@ -23,10 +24,17 @@ class Delivery:
     received_at: float = field(default_factory=time.monotonic)
     #: Wall-clock time the current attempt started (0 until a handler takes it).
     started_at_epoch: float = 0.0
+    #: How long a failure of this attempt waits for its retry; None when none would follow.
+    retry_delay_s: float | None = None
 
     @property
     def type(self) -> str:
         return str(self.message["type"])
+
+    @property
+    def label(self) -> str:
+        """What logs and metrics call the message: a task's import path, else its type."""
+        return message_label(self.message) or INVALID_TYPE
 
     @property
     def attempt(self) -> int:
@@ -40,8 +48,27 @@ class Delivery:
 
 #: Added to every message handed to a consumer: 1 on the first delivery, 2 on the first retry...
 ATTEMPT_KEY = "__attempt__"
+#: Added to a task message that would be retried if this attempt failed: the wait before the
+#: retry, in seconds, chosen when it is taken, so its result can say when the next attempt comes.
+RETRY_DELAY_KEY = "__retry_delay_s__"
 #: The type metrics and logs give a message that could not be decoded or has no str type.
 INVALID_TYPE = "(invalid)"
+
+
+def message_label(message: object) -> str | None:
+    """What logs, metrics and dead letters call ``message``; None when it has no str type.
+
+    Every task travels as a ``task.run`` message, so a task message is named by the task's
+    import path instead: ``add`` and ``send_invoices`` must not look alike.
+    """
+    if not isinstance(message, dict):
+        return None
+    kind = message.get("type")
+    if kind == TASK_MESSAGE_TYPE:
+        path = message.get(TASK_PATH_KEY)
+        if isinstance(path, str) and path:
+            return path
+    return kind if isinstance(kind, str) else None
 
 
 def decode(layer: RedisChannelLayer, channel: str, host_index: int, popped: Popped) -> Delivery:

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from worker.backoff import Backoff
+from worker.consume.pauses import last_continued_s
 from worker.errors import ApplicationSendError, HandlerTimeout, redis_fault
 from worker.ops.logs import message_fields
 
@@ -148,10 +149,28 @@ class InstanceSlot:
         )
 
     def _on_timeout(self, delivery: Delivery) -> None:
-        if self.current is delivery and self._app_task is not None:
-            # A sync handler's thread cannot be stopped; cancelling abandons it.
-            self._timed_out = delivery
-            self._app_task.cancel()
+        if self.current is not delivery or self._app_task is None:
+            return
+        remaining_s = self._time_left_after_a_stop_s()
+        if remaining_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                remaining_s, self._on_timeout, delivery
+            )
+            return
+        # A sync handler's thread cannot be stopped; cancelling abandons it.
+        self._timed_out = delivery
+        self._app_task.cancel()
+
+    def _time_left_after_a_stop_s(self) -> float:
+        """The handler's time left when the process was stopped while it ran, else 0.
+
+        Stopped (SIGSTOP, then SIGCONT), the process ran nothing, so the handler's time starts
+        again from the SIGCONT: a stop is not a timeout, nor a failed attempt.
+        """
+        continued_s = last_continued_s()
+        if self.config.message_timeout_s is None or continued_s <= self.started_at:
+            return 0.0
+        return continued_s + self.config.message_timeout_s - time.monotonic()
 
     def _take_current(self) -> Delivery | None:
         delivery, self.current = self.current, None
@@ -171,11 +190,11 @@ class InstanceSlot:
         if self._debug:
             logger.debug(
                 "Handled %r on channel %r, attempt %d, in %.1f ms",
-                delivery.type,
+                delivery.label,
                 self.channel,
                 delivery.attempt,
                 duration_s * 1000,
-                extra=message_fields(self.channel, delivery.type, delivery.attempt, duration_s),
+                extra=message_fields(self.channel, delivery.label, delivery.attempt, duration_s),
             )
 
     async def _fail(self, error: BaseException) -> None:
@@ -200,13 +219,13 @@ class InstanceSlot:
         reason = f"{type(error).__name__}: {error}"
         logger.error(
             "Handler for %r on channel %r failed, attempt %d, after %.1f ms: %s",
-            delivery.type,
+            delivery.label,
             self.channel,
             delivery.attempt,
             duration_s * 1000,
             reason,
             exc_info=error,
-            extra=message_fields(self.channel, delivery.type, delivery.attempt, duration_s),
+            extra=message_fields(self.channel, delivery.label, delivery.attempt, duration_s),
         )
         await self.settlement.failed(delivery, error, reason, duration_s)
 

@@ -163,7 +163,7 @@ class ChannelListener:
             self.prefetch.release(1)
             await self.settlement.dead_letter(host_index, popped, f"message {invalid}")
             return
-        self.settlement.received(delivery.type)
+        self.settlement.received(delivery.label)
         if popped.previous_attempts >= self.config.max_attempts:
             # Redelivered after its workers died, as often as it may be tried.
             self.prefetch.release(1)
@@ -177,6 +177,7 @@ class ChannelListener:
             )
             return
         self.settlement.hold(delivery)
+        self.settlement.plan_retry(delivery)
         self.prefetch.put(delivery)
 
     def _check(self, host_index: int, popped: Popped) -> Delivery:

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from worker.backoff import Backoff, full_jitter_delay_s
-from worker.consume.delivery import INVALID_TYPE
+from worker.consume.delivery import INVALID_TYPE, RETRY_DELAY_KEY, message_label
 from worker.consume.outage import RedisHosts
-from worker.errors import HandlerTimeout
+from worker.errors import HandlerTimeout, PermanentFailure
+from worker.names import is_task_channel
 from worker.ops.logs import message_fields
 from worker.ops.metrics import NullMetrics
 from worker.transport.dead_letters import DeadLetter, message_id
@@ -67,6 +68,7 @@ class Settlement:
         self.metrics = metrics or NullMetrics()
         self.hosts = hosts or RedisHosts([str(i) for i in range(len(queues))], stats, self.metrics)
         self._context = f"channel {channel!r}"
+        self._task_channel = is_task_channel(channel)
         #: Handlers finished on this channel, for throughput figures.
         self.completed_count = 0
         #: Members this worker holds (prefetched or running), per host, for lease heartbeats.
@@ -80,6 +82,18 @@ class Settlement:
         if self.config.leased:
             self.held[delivery.host_index].add(delivery.popped.member)
 
+    def plan_retry(self, delivery: Delivery) -> None:
+        """Choose, as it is taken, how long a failure of this attempt would wait for a retry.
+
+        On a task channel the choice travels in the message (``RETRY_DELAY_KEY``), so the task
+        consumer can store when the next attempt comes; other consumers see their messages as
+        sent.
+        """
+        if delivery.attempt < self.config.max_attempts:
+            delivery.retry_delay_s = retry_delay_s(self.config, delivery.attempt)
+            if self._task_channel:
+                delivery.message[RETRY_DELAY_KEY] = delivery.retry_delay_s
+
     def release(self, delivery: Delivery) -> None:
         self.held[delivery.host_index].discard(delivery.popped.member)
 
@@ -90,7 +104,7 @@ class Settlement:
         """
         self.completed_count += 1
         self.stats.completed += 1
-        self.metrics.completed(self.channel, delivery.type, duration_s)
+        self.metrics.completed(self.channel, delivery.label, duration_s)
         if delivery.attempt > 1:
             self._retried_acks[delivery.host_index].append(delivery.popped.member)
         elif not self.config.leased:
@@ -216,10 +230,14 @@ class Settlement:
         self.stats.failed += 1
         if isinstance(error, HandlerTimeout):
             self.stats.timed_out += 1
-        self.metrics.failed(self.channel, delivery.type, duration_s)
+        self.metrics.failed(self.channel, delivery.label, duration_s)
         attempt = delivery.attempt
-        if attempt < self.config.max_attempts:
-            delay_s = retry_delay_s(self.config, attempt)
+        # Retrying cannot bring back a missing function, for instance.
+        retryable = not isinstance(error, PermanentFailure)
+        if retryable and attempt < self.config.max_attempts:
+            delay_s = delivery.retry_delay_s
+            if delay_s is None:
+                delay_s = retry_delay_s(self.config, attempt)
             queue = self.queues[delivery.host_index]
             # Held (so leased) until the retry is scheduled, however long Redis refuses it.
             await self.persist(
@@ -230,17 +248,17 @@ class Settlement:
             )
             self.release(delivery)
             self.stats.retried += 1
-            self.metrics.retried(self.channel, delivery.type)
+            self.metrics.retried(self.channel, delivery.label)
             logger.warning(
                 "Retrying %r on channel %r in %.1f s (attempt %d of %d failed after %.1f ms: %s)",
-                delivery.type,
+                delivery.label,
                 self.channel,
                 delay_s,
                 attempt,
                 self.config.max_attempts,
                 duration_s * 1000,
                 reason,
-                extra=message_fields(self.channel, delivery.type, attempt, duration_s),
+                extra=message_fields(self.channel, delivery.label, attempt, duration_s),
             )
             return
         await self.dead_letter(
@@ -272,7 +290,7 @@ class Settlement:
             channel=self.channel,
             reason=reason,
             attempts=popped.previous_attempts + (1 if error is not None else 0),
-            message_type=message.get("type") if isinstance(message, dict) else None,
+            message_type=message_label(message),
             message_id=message_id(message),
             error_type=type(error).__name__ if error is not None else None,
             error=str(error) if error is not None else None,

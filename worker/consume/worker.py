@@ -17,12 +17,13 @@ from worker.constants import (
     DEFAULT_SHUTDOWN_TIMEOUT_S,
     POLL_TIMEOUT_S,
 )
-from worker.consume.delivery import INVALID_TYPE
+from worker.consume.delivery import INVALID_TYPE, message_label
 from worker.consume.event_loop import running_loop_name
 from worker.consume.instance import InstanceSlot
 from worker.consume.listener import ChannelListener, supervise
 from worker.consume.maintenance import maintain
 from worker.consume.outage import RedisHosts
+from worker.consume.pauses import noticing_continues
 from worker.consume.prefetch import Prefetch
 from worker.consume.settle import Settlement
 from worker.errors import ConfigurationError
@@ -141,6 +142,11 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until the stop event is set, then shut down in phases."""
+        # A stop (SIGSTOP) longer than message_timeout_s must not time out every handler.
+        with noticing_continues():
+            await self._run()
+
+    async def _run(self) -> None:
         harden_layer(self.layer)
         self._clients = connect(self.layer, self.poll_timeout_s)
         self._dead_letters = DeadLetters(self.layer, self._clients, self.dead_letter_bounds)
@@ -202,13 +208,12 @@ class Worker:
         return None
 
     def message_type(self, member: bytes) -> str:
-        """The ``type`` of a serialised message, for metrics about messages not being handled."""
+        """The label of a serialised message, for metrics about messages not being handled."""
         try:
             message = self.layer.deserialize(member)
         except Exception:
             return INVALID_TYPE
-        kind = message.get("type") if isinstance(message, dict) else None
-        return kind if isinstance(kind, str) else INVALID_TYPE
+        return message_label(message) or INVALID_TYPE
 
     def in_flight(self) -> dict[str, int]:
         """Messages being handled now, per channel."""
@@ -362,7 +367,7 @@ class Worker:
                 else:
                     logger.warning(
                         "Cancelled %r on channel %r at shutdown; at-most-once: not returned",
-                        delivery.type,
+                        delivery.label,
                         runtime.channel,
                     )
             unfinished += runtime.prefetch.drain()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from worker.errors import ConfigurationError
-from worker.names import task_channel
+from worker.names import TASK_MESSAGE_TYPE, task_channel
 from worker.sending.api import Prepared, adeliver, prepare, redis_send_sync
 from worker.tasks.compat import (
     BaseTaskBackend,
@@ -51,8 +51,6 @@ __all__ = ["TASK_MESSAGE_TYPE", "ChannelLayerBackend", "task_channel"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: The ``"type"`` of task messages on task channels.
-TASK_MESSAGE_TYPE = "task.run"
 _OPTIONS = {"LAYER", "RESULT_TTL_S"}
 # Channels' channel-name rule, without the process-specific "!" part.
 _CHANNEL_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")

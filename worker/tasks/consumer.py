@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import traceback
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -19,8 +20,8 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 
-from worker.consume.delivery import ATTEMPT_KEY
-from worker.errors import TaskFailed
+from worker.consume.delivery import ATTEMPT_KEY, RETRY_DELAY_KEY
+from worker.errors import TaskFailed, TaskNotRunnable
 from worker.names import process_id
 from worker.tasks.backend import TASK_MESSAGE_TYPE, ChannelLayerBackend
 from worker.tasks.compat import (
@@ -33,7 +34,8 @@ from worker.tasks.compat import (
     task_finished,
     task_started,
 )
-from worker.tasks.results import from_record, raw_return_value, set_return_value
+from worker.tasks.results import Attempts, from_record, raw_return_value, set_return_value
+from worker.tasks.unrunnable import UnrunnableTask, argument_problem, task_error
 
 if TYPE_CHECKING:
     from routing.types import Message, Receive, Scope, Send
@@ -95,6 +97,9 @@ class TaskRun:
         self.message = message
         self.attempt = int(message.get(ATTEMPT_KEY, 1))
         self.final = self.attempt >= max_attempts
+        self.max_attempts = max_attempts
+        #: When the worker runs the task again, once this attempt failed (epoch seconds).
+        self.next_attempt_at: float | None = None
         alias = message["backend"]
         backend = task_backends[alias]
         if not isinstance(backend, ChannelLayerBackend):
@@ -110,8 +115,18 @@ class TaskRun:
 
     async def run(self) -> None:
         record = await _load(self.store, self.message)
-        self.result = self._started(from_record(record))
-        await self.store.asave(self.result)
+        bad_arguments = argument_problem(record.get("args"), record.get("kwargs"))
+        if bad_arguments is not None:
+            # Stored without them; the dead letter keeps the message as it was sent.
+            record = record | {"args": [], "kwargs": {}}
+        loaded = from_record(record)
+        if isinstance(loaded.task, UnrunnableTask):
+            await self._not_runnable(loaded, loaded.task.error, loaded.task.reason)
+        if bad_arguments is not None:
+            reason = f"its arguments do not decode: {bad_arguments}"
+            await self._not_runnable(loaded, task_error(bad_arguments), reason)
+        self.result = self._started(loaded)
+        await self.store.asave(self.result, attempts=self._attempts())
         if iscoroutinefunction(self.result.task.func):
             await self._run_async()
         else:
@@ -125,12 +140,12 @@ class TaskRun:
                 value = normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
             except BaseException as error:
                 self.result = self._failed(error)
-                self.store.save_sync(self.result)
+                self.store.save_sync(self.result, attempts=self._attempts())
                 if self.result.is_finished:
                     task_finished.send(type(self.backend), task_result=self.result)
                 _reraise(error)
             self.result = self._succeeded(value)
-            self.store.save_sync(self.result)
+            self.store.save_sync(self.result, attempts=self._attempts())
             task_finished.send(type(self.backend), task_result=self.result)
         finally:
             close_old_connections()
@@ -143,17 +158,36 @@ class TaskRun:
             )
         except asyncio.CancelledError:
             # A timeout or a shutdown: either way the worker runs it again, or gives up on it.
-            await self.store.asave(self._replace(status=TaskResultStatus.READY))
+            await self.store.asave(
+                self._replace(status=TaskResultStatus.READY), attempts=self._attempts()
+            )
             raise
         except BaseException as error:
             self.result = self._failed(error)
-            await self.store.asave(self.result)
+            await self.store.asave(self.result, attempts=self._attempts())
             if self.result.is_finished:
                 await task_finished.asend(type(self.backend), task_result=self.result)
             _reraise(error)
         self.result = self._succeeded(value)
-        await self.store.asave(self.result)
+        await self.store.asave(self.result, attempts=self._attempts())
         await task_finished.asend(type(self.backend), task_result=self.result)
+
+    async def _not_runnable(
+        self, result: TaskResult[..., Any], error: TaskError, reason: str
+    ) -> NoReturn:
+        """Store ``FAILED`` at once with why, and hand the worker an error it does not retry."""
+        now = timezone.now()
+        self.result = self._replace(
+            result,
+            status=TaskResultStatus.FAILED,
+            last_attempted_at=now,
+            finished_at=now,
+            worker_ids=[*result.worker_ids, self.worker_id],
+            errors=[*result.errors, error],
+        )
+        await self.store.asave(self.result, attempts=self._attempts())
+        await task_finished.asend(type(self.backend), task_result=self.result)
+        raise TaskNotRunnable(f"Task {result.task.module_path!r} cannot run: {reason}")
 
     def _arguments(self) -> list[Any]:
         args = list(self.result.args)
@@ -195,7 +229,13 @@ class TaskRun:
             return self._replace(
                 status=TaskResultStatus.FAILED, finished_at=timezone.now(), errors=errors
             )
+        delay_s = self.message.get(RETRY_DELAY_KEY)
+        if isinstance(delay_s, int | float):
+            self.next_attempt_at = time.time() + delay_s
         return self._replace(status=TaskResultStatus.READY, errors=errors)
+
+    def _attempts(self) -> Attempts:
+        return Attempts(self.attempt, self.max_attempts, self.next_attempt_at)
 
     def _replace(
         self, result: TaskResult[..., Any] | None = None, **changes: Any

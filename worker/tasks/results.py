@@ -10,16 +10,18 @@ import dataclasses
 import json
 import math
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
 from django.utils.module_loading import import_string
 
+from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.names import task_channel
 from worker.sending.pools import send_loop, sync_sender
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
-from worker.transport.keys import task_result_key
+from worker.tasks.unrunnable import unrunnable_task
+from worker.transport.keys import task_progress_key, task_recent_key, task_result_key
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -28,7 +30,42 @@ if TYPE_CHECKING:
 #: Results live this long after their last change, unless ``OPTIONS["RESULT_TTL_S"]`` says.
 DEFAULT_RESULT_TTL_S = 24 * 3600.0
 
+#: Each layer host lists this many of its most recently changed results for ``tasks list``.
+RECENT_RESULTS_PER_HOST = RECENT_TASK_RESULTS_PER_HOST
+#: The status ``tasks show`` and ``tasks list`` give a ``READY`` result waiting for a retry.
+RETRYING = "RETRYING"
+
 _TIMES = ("enqueued_at", "started_at", "finished_at", "last_attempted_at")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempts:
+    """What the stored record adds to Django's result: which attempt, of how many, and when next.
+
+    ``django.tasks`` has no retrying status: a task the worker will retry stays ``READY`` for
+    Django's API, and these fields let ``tasks show`` call it retrying.
+    """
+
+    attempt: int
+    max_attempts: int
+    #: When the worker runs the task again (epoch seconds); None unless it failed and will.
+    next_attempt_at: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        next_at = self.next_attempt_at
+        return {
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "next_attempt_at": _time(datetime.fromtimestamp(next_at, UTC)) if next_at else None,
+        }
+
+
+def shown_status(record: dict[str, Any]) -> str:
+    """A stored record's status as the CLI shows it: ``RETRYING`` for a retry to come."""
+    status = str(record.get("status", TaskResultStatus.READY))
+    if status == TaskResultStatus.READY and record.get("next_attempt_at"):
+        return RETRYING
+    return status
 
 
 def to_record(result: TaskResult[..., Any]) -> dict[str, Any]:
@@ -58,9 +95,12 @@ def to_record(result: TaskResult[..., Any]) -> dict[str, Any]:
 
 def load_task(path: str) -> Task[..., Any]:
     """The ``@task`` object at ``path``, imported as the worker runs it."""
+    if not isinstance(path, str):
+        raise InvalidTask(f"Task path {path!r} is not a string; expected e.g. 'myapp.tasks.add'.")
     try:
         task = import_string(path)
-    except ImportError as error:
+    except Exception as error:
+        # Whatever the module raises while importing (a SyntaxError too), the task cannot run.
         raise InvalidTask(f"Cannot import task {path!r}: {error}") from error
     if not isinstance(task, Task):
         raise InvalidTask(
@@ -72,17 +112,8 @@ def load_task(path: str) -> Task[..., Any]:
 
 def from_record(record: dict[str, Any]) -> TaskResult[..., Any]:
     """A ``TaskResult`` from ``to_record``'s output (or a task message with the same keys)."""
-    task = load_task(record["task"])
-    options = {
-        "queue_name": record["queue_name"],
-        "priority": record["priority"],
-        "run_after": _datetime(record.get("run_after")),
-        "backend": record["backend"],
-    }
-    if any(getattr(task, name) != value for name, value in options.items()):
-        task = dataclasses.replace(task, **options)
     result = TaskResult(
-        task=task,
+        task=_task(record),
         id=record["id"],
         status=TaskResultStatus(record.get("status", TaskResultStatus.READY)),
         enqueued_at=_datetime(record.get("enqueued_at")),
@@ -97,6 +128,28 @@ def from_record(record: dict[str, Any]) -> TaskResult[..., Any]:
     )
     set_return_value(result, record.get("return_value"))
     return result
+
+
+def _task(record: dict[str, Any]) -> Task[..., Any]:
+    """The record's task with its stored options; ``UnrunnableTask`` when it cannot be loaded.
+
+    A stored result outlives its function (renamed, removed, not deployed on this host), so it
+    must still load: the stand-in names the path and says why it cannot run.
+    """
+    options = {
+        "queue_name": record["queue_name"],
+        "priority": record["priority"],
+        "run_after": _datetime(record.get("run_after")),
+        "backend": record["backend"],
+    }
+    try:
+        task = load_task(record["task"])
+        if any(getattr(task, name) != value for name, value in options.items()):
+            # Validated again: a queue no longer declared is refused here too.
+            task = dataclasses.replace(task, **options)
+    except InvalidTask as error:
+        return unrunnable_task(record["task"], error, **options)
+    return task
 
 
 def raw_return_value(result: TaskResult[..., Any]) -> Any:
@@ -126,10 +179,33 @@ class ResultStore:
     def _key(self, result_id: str) -> str:
         return task_result_key(self.layer.prefix, result_id)
 
-    def _record(self, result: TaskResult[..., Any], keep_until: float | None) -> tuple[str, int]:
+    def _record(
+        self,
+        result: TaskResult[..., Any],
+        keep_until: float | None,
+        attempts: Attempts | None = None,
+    ) -> tuple[str, int]:
         """The JSON record and its TTL: ``ttl_s``, or ``ttl_s`` past a later ``keep_until``."""
         ttl_s = self.ttl_s + max(0.0, (keep_until or 0.0) - time.time())
-        return json.dumps(to_record(result)), math.ceil(ttl_s)
+        record = to_record(result) | (attempts.fields() if attempts is not None else {})
+        return json.dumps(record), math.ceil(ttl_s)
+
+    def _write(self, pipe: Any, result_id: str, record: str, ttl_s: int) -> None:
+        """Queue the record, its place in the recent index and its progress's lifetime.
+
+        The index is trimmed to ``RECENT_RESULTS_PER_HOST`` and lives as long as the result
+        written last; the last progress report lives as long as its result.
+        """
+        recent = task_recent_key(self.layer.prefix)
+        pipe.set(self._key(result_id), record, ex=ttl_s)
+        pipe.zadd(recent, {result_id: time.time()})
+        pipe.zremrangebyrank(recent, 0, -RECENT_RESULTS_PER_HOST - 1)
+        pipe.expire(recent, ttl_s)
+        pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
+
+    def _forget(self, pipe: Any, result_id: str) -> None:
+        pipe.delete(self._key(result_id), task_progress_key(self.layer.prefix, result_id))
+        pipe.zrem(task_recent_key(self.layer.prefix), result_id)
 
     def _client(self, result_id: str) -> AsyncRedis:
         return send_loop().sender(self.layer).client(self._host(result_id))
@@ -137,13 +213,20 @@ class ResultStore:
     def _sync_client(self, result_id: str) -> redis.Redis:
         return sync_sender(self.layer).clients[self._host(result_id)]
 
-    async def save(self, result: TaskResult[..., Any], keep_until: float | None = None) -> None:
+    async def save(
+        self,
+        result: TaskResult[..., Any],
+        keep_until: float | None = None,
+        attempts: Attempts | None = None,
+    ) -> None:
         """Store ``result``; a Redis at its ``maxmemory`` raises ``RedisOutOfMemory``."""
-        record, ttl_s = self._record(result, keep_until)
+        record, ttl_s = self._record(result, keep_until, attempts)
         index = self._host(result.id)
         sender = send_loop().sender(self.layer)
         try:
-            await sender.client(index).set(self._key(result.id), record, ex=ttl_s)
+            async with sender.client(index).pipeline(transaction=False) as pipe:
+                self._write(pipe, result.id, record, ttl_s)
+                await pipe.execute()
         except redis.OutOfMemoryError as error:
             channel = task_channel(result.task.queue_name)
             raise await sender.memory_refusal(index, channel, error) from error
@@ -152,10 +235,52 @@ class ResultStore:
         return _decoded(await self._client(result_id).get(self._key(result_id)))
 
     async def delete(self, result_id: str) -> None:
-        await self._client(result_id).delete(self._key(result_id))
+        async with self._client(result_id).pipeline(transaction=False) as pipe:
+            self._forget(pipe, result_id)
+            await pipe.execute()
 
-    async def asave(self, result: TaskResult[..., Any], keep_until: float | None = None) -> None:
-        await send_loop().acall(self.save(result, keep_until))
+    async def recent(
+        self, limit: int, status: str | None = None, queue: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The records of up to ``limit`` most recently changed results, newest first.
+
+        Only the ``RECENT_RESULTS_PER_HOST`` newest of each host are looked at; ``status`` (as
+        ``shown_status()`` gives it) and ``queue`` keep those that match.
+        """
+        listed: list[tuple[float, dict[str, Any]]] = []
+        for index in range(len(self.layer.hosts)):
+            listed += await self._recent_on(index)
+        listed.sort(key=lambda entry: entry[0], reverse=True)
+        found = [
+            record
+            for _, record in listed
+            if (queue is None or record.get("queue_name") == queue)
+            and (status is None or shown_status(record) == status)
+        ]
+        return found[:limit]
+
+    async def _recent_on(self, index: int) -> list[tuple[float, dict[str, Any]]]:
+        """(time of the change, record) of one host's listed results that have not expired."""
+        client = send_loop().sender(self.layer).client(index)
+        entries: Any = await client.zrevrange(
+            task_recent_key(self.layer.prefix), 0, RECENT_RESULTS_PER_HOST - 1, withscores=True
+        )
+        if not entries:
+            return []
+        values: Any = await client.mget([self._key(_text(member)) for member, _ in entries])
+        return [
+            (float(score), record)
+            for (_, score), value in zip(entries, values, strict=True)
+            if (record := _decoded(value)) is not None
+        ]
+
+    async def asave(
+        self,
+        result: TaskResult[..., Any],
+        keep_until: float | None = None,
+        attempts: Attempts | None = None,
+    ) -> None:
+        await send_loop().acall(self.save(result, keep_until, attempts))
 
     async def aload(self, result_id: str) -> dict[str, Any] | None:
         return await send_loop().acall(self.load(result_id))
@@ -163,13 +288,25 @@ class ResultStore:
     async def adelete(self, result_id: str) -> None:
         await send_loop().acall(self.delete(result_id))
 
-    def save_sync(self, result: TaskResult[..., Any], keep_until: float | None = None) -> None:
+    async def arecent(
+        self, limit: int, status: str | None = None, queue: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await send_loop().acall(self.recent(limit, status, queue))
+
+    def save_sync(
+        self,
+        result: TaskResult[..., Any],
+        keep_until: float | None = None,
+        attempts: Attempts | None = None,
+    ) -> None:
         """``save()`` from sync code."""
-        record, ttl_s = self._record(result, keep_until)
+        record, ttl_s = self._record(result, keep_until, attempts)
         index = self._host(result.id)
         sender = sync_sender(self.layer)
         try:
-            sender.clients[index].set(self._key(result.id), record, ex=ttl_s)
+            with sender.clients[index].pipeline(transaction=False) as pipe:
+                self._write(pipe, result.id, record, ttl_s)
+                pipe.execute()
         except redis.OutOfMemoryError as error:
             channel = task_channel(result.task.queue_name)
             raise sender.memory_refusal(index, channel, error) from error
@@ -178,7 +315,9 @@ class ResultStore:
         return _decoded(self._sync_client(result_id).get(self._key(result_id)))
 
     def delete_sync(self, result_id: str) -> None:
-        self._sync_client(result_id).delete(self._key(result_id))
+        with self._sync_client(result_id).pipeline(transaction=False) as pipe:
+            self._forget(pipe, result_id)
+            pipe.execute()
 
 
 def _decoded(raw: Any) -> dict[str, Any] | None:
@@ -186,6 +325,10 @@ def _decoded(raw: Any) -> dict[str, Any] | None:
         return None
     record: dict[str, Any] = json.loads(raw)
     return record
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _time(value: datetime | None) -> str | None:

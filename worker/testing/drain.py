@@ -74,7 +74,7 @@ async def drain(
     if application is None:
         from worker.project import load_application
 
-        application = load_application(None)
+        application = load_application(None, names)
     routed = with_task_channels(application, {name: config.max_attempts for name in names})
     stop = asyncio.Event()
     worker = Worker(routed, names, channel_layer, default_config=config, stop_event=stop)

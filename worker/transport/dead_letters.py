@@ -43,6 +43,7 @@ class DeadLetter:
     channel: str
     reason: str
     attempts: int
+    #: The message's type, or for a task message its task's import path; None if undecoded.
     message_type: str | None = None
     message_id: str | None = None
     error_type: str | None = None

@@ -72,3 +72,16 @@ def rate_key(prefix: str, channel: str, bucket: int) -> str:
 def task_result_key(prefix: str, result_id: str) -> str:
     """A ``django.tasks`` result of the channel-layer backend, JSON, on one host by id."""
     return f"{prefix}{SEPARATOR}task-result:{result_id}"
+
+
+def task_recent_key(prefix: str) -> str:
+    """The most recently changed task results on one host: result id -> time of the change.
+
+    A sorted set beside the results it lists, trimmed to a bound on every change.
+    """
+    return f"{prefix}{SEPARATOR}task-recent"
+
+
+def task_progress_key(prefix: str, result_id: str) -> str:
+    """A task's last progress report, JSON, on the host of its result and kept as long."""
+    return f"{prefix}{SEPARATOR}task-progress:{result_id}"

@@ -6,10 +6,11 @@ prefix and encryption are untouched. Each script touches the keys of one channel
 its ``KEYS`` and ``ARGV`` are described at the top of its file.
 
 Each file starts with a ``#!lua`` shebang declaring the flags Redis 7 applies before running
-it: a script that adds new data (``send``, ``defer``) has none, so Redis refuses it under
-``maxmemory`` as it refuses the layer's own ``ZADD``; a script that only moves or removes what is
-stored has ``allow-oom``, so workers keep draining a full Redis. Redis 6 cannot parse a shebang:
-a server older than 7 is sent the same script without that line (``server_reads_flags``).
+it: a script that adds new data (``send``, ``defer``, ``keep_progress``) has none, so Redis
+refuses it under ``maxmemory`` as it refuses the layer's own ``ZADD``; a script that only moves
+or removes what is stored has ``allow-oom``, so workers keep draining a full Redis. Redis 6
+cannot parse a shebang: a server older than 7 is sent the same script without that line
+(``server_reads_flags``).
 """
 
 from __future__ import annotations
@@ -167,3 +168,5 @@ PROMOTE_DUE = _load("promote_due")
 DEAD_LETTER = _load("dead_letter")
 #: Put a dead letter back on its channel with fresh attempts.
 REQUEUE_DEAD = _load("requeue_dead")
+#: Keep a task's last progress report as long as its result.
+KEEP_PROGRESS = _load("keep_progress")
