@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         InvalidChannelName,
         MessageNotSendable,
         MessageTooLarge,
+        PermanentFailure,
         RedisOutOfMemory,
         SendError,
         UnknownChannel,
@@ -66,6 +67,7 @@ _EXPORTS = {
     "UnknownMessageType": "worker.errors",
     "ChannelAtCapacity": "worker.errors",
     "RedisOutOfMemory": "worker.errors",
+    "PermanentFailure": "worker.errors",
 }
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "InvalidChannelName",
     "MessageNotSendable",
     "MessageTooLarge",
+    "PermanentFailure",
     "Progress",
     "RedisOutOfMemory",
     "SendError",

@@ -58,7 +58,11 @@ class TaskFailed(WorkerError):
 
 
 class PermanentFailure(WorkerError):
-    """A handler failure that retrying cannot fix: the message is dead-lettered at once."""
+    """A handler failure that retrying cannot fix: the message is dead-lettered at once.
+
+    Raise it (or a subclass) from a handler to skip the remaining attempts, for example for a
+    message that names a record which no longer exists.
+    """
 
 
 class TaskNotRunnable(PermanentFailure):

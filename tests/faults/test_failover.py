@@ -18,7 +18,6 @@ import pytest
 import redis
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from tests.faults import test_redis_faults
 from tests.faults.test_redis_faults import handler_runs
 from tests.redis_server import RedisServer
 from tests.worker.process_helpers import wait_until
@@ -29,9 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 Server = TypeVar("Server", bound=RedisServer)
 
-# The fault suite's fixtures: workers that record on the suite's redis-server, and a client of it.
-fleet = test_redis_faults.fleet
-records_client = test_redis_faults.records_client
 
 MASTER_NAME = "mymaster"
 # The master counts as down this long after it stops answering: longer than the lease, so the

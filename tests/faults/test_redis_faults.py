@@ -42,27 +42,12 @@ UNWRITABLE_DIR = "/proc"
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
-    """Worker processes whose consumers record on the suite's redis-server."""
-    processes = Fleet(tmp_path)
-    processes.extra_env = {"RECORD_REDIS_URL": redis_server.url}
-    yield processes
-    processes.close()
-
-
-@pytest.fixture
 def layer_server() -> Iterator[RedisServer]:
     """The layer's own redis-server, whose persistence directory a test may change."""
     server = RedisServer("--enable-protected-configs", "yes")
     server.start()
     yield server
     server.cleanup()
-
-
-@pytest.fixture
-def records_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    with redis_server.client() as client:
-        yield client
 
 
 def handler_runs(client: redis.Redis, prefix: str) -> Counter[str]:

@@ -14,8 +14,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -55,21 +53,6 @@ HANDLER_S = 0.1
 # it out, then the worker reconnects with backoff.
 READ_TIMEOUT_S = RedisChannelLayer().brpop_timeout + READ_TIMEOUT_MARGIN_S
 RECOVERY_BOUND_S = READ_TIMEOUT_S + RECONNECT_BACKOFF_MAX_S
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
-    """Worker processes whose consumers record on the suite's redis-server, not through a proxy."""
-    processes = Fleet(tmp_path)
-    processes.extra_env = {"RECORD_REDIS_URL": redis_server.url}
-    yield processes
-    processes.close()
-
-
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    with redis_server.client() as client:
-        yield client
 
 
 def own_health(fleet: Fleet, name: str) -> dict[str, str]:
@@ -150,7 +133,31 @@ def figures(
     }
 
 
-def assert_row(row: dict[str, object], *summaries: dict[str, int]) -> None:
+def settle(
+    client: redis.Redis, sent: list[str], stalled: WorkerProcess, healthy: WorkerProcess
+) -> list[dict[str, int]]:
+    """Wait until every message is handled and acknowledged, then stop both workers; their
+    final counters."""
+    wait_until(
+        lambda: all_settled(client, sent),
+        "every message handled and acknowledged",
+        timeout_s=60,
+        log=stalled,
+    )
+    return [stop(stalled), stop(healthy)]
+
+
+def assert_row(
+    name: str,
+    row: dict[str, object],
+    summaries: list[dict[str, int]],
+    workers: tuple[WorkerProcess, ...],
+) -> None:
+    """Print the fault table's row and hold it to the promise: nothing lost or dead-lettered,
+    duplicates bounded by what the stalled worker held, no failed attempt, no crash."""
+    report(name, row)
+    for worker in workers:
+        assert not worker.matches("Traceback|died unexpectedly"), worker.output
     assert row["dead_lettered"] == row["lost"] == row["failed_runs"] == 0, row
     sent, runs = int(str(row["sent"])), int(str(row["handler_runs"]))
     assert runs <= sent + DUPLICATES_BOUND, row
@@ -168,14 +175,16 @@ def assert_row(row: dict[str, object], *summaries: dict[str, int]) -> None:
 
 @pytest.mark.timeout(120)
 def test_blackhole_longer_than_the_lease_of_one_of_two_workers_loses_nothing(
-    fleet: Fleet, redis_server: RedisServer, client: redis.Redis
+    fleet: Fleet, redis_server: RedisServer, records_client: redis.Redis
 ) -> None:
     with FaultProxy(redis_server.port) as proxy:
         stalled = fleet.start(proxy.url, *OPTIONS, env=own_health(fleet, "stalled"))
         healthy = fleet.start(redis_server.url, *OPTIONS)
         sent = [f"blackhole-{number}" for number in range(LOAD)]
-        send(client, [{"id": message_id, "sleep_s": HANDLER_S} for message_id in sent])
-        wait_until(lambda: both_busy(client, stalled, healthy), "both workers busy", log=stalled)
+        send(records_client, [{"id": message_id, "sleep_s": HANDLER_S} for message_id in sent])
+        wait_until(
+            lambda: both_busy(records_client, stalled, healthy), "both workers busy", log=stalled
+        )
 
         proxy.blackhole()
         began = time.monotonic()
@@ -190,10 +199,10 @@ def test_blackhole_longer_than_the_lease_of_one_of_two_workers_loses_nothing(
         time.sleep(max(0.0, STALLED_FOR_S - (time.monotonic() - began)))
         proxy.heal()
         healed = time.monotonic()
-        runs_at_heal = runs_by(client, stalled)
+        runs_at_heal = runs_by(records_client, stalled)
 
         recovered_s = wait_until(
-            lambda: resumed(client, stalled, runs_at_heal, healed),
+            lambda: resumed(records_client, stalled, runs_at_heal, healed),
             "the stalled worker consuming again",
             timeout_s=RECOVERY_BOUND_S + 10,
             log=stalled,
@@ -201,37 +210,30 @@ def test_blackhole_longer_than_the_lease_of_one_of_two_workers_loses_nothing(
         assert recovered_s is not None
         after = check(fleet, proxy.url, own_health(fleet, "stalled"))
         assert after.returncode == 0, after.stdout
-        wait_until(
-            lambda: all_settled(client, sent),
-            "every message handled and acknowledged",
-            timeout_s=60,
-            log=stalled,
-        )
-        summaries = [stop(stalled), stop(healthy)]
+        summaries = settle(records_client, sent, stalled, healthy)
     row = {
         "blackholed_for_s": STALLED_FOR_S,
         "lease_s": LEASE_S,
         "read_timeout_s": READ_TIMEOUT_S,
-        **figures(client, sent, stalled, healthy),
+        **figures(records_client, sent, stalled, healthy),
         "consuming_again_after_heal_s": round(recovered_s, 1),
         "summaries": summaries,
     }
-    report("blackhole-one-of-two", row)
-    assert_row(row, *summaries)
+    assert_row("blackhole-one-of-two", row, summaries, (stalled, healthy))
     assert recovered_s <= RECOVERY_BOUND_S, row
-    for worker in (stalled, healthy):
-        assert not worker.matches("Traceback|died unexpectedly"), worker.output
 
 
 @pytest.mark.timeout(120)
 def test_sigstop_longer_than_the_lease_then_sigcont_loses_nothing(
-    fleet: Fleet, redis_server: RedisServer, client: redis.Redis
+    fleet: Fleet, redis_server: RedisServer, records_client: redis.Redis
 ) -> None:
     stalled = fleet.start(redis_server.url, *OPTIONS, env=own_health(fleet, "stalled"))
     healthy = fleet.start(redis_server.url, *OPTIONS)
     sent = [f"sigstop-{number}" for number in range(LOAD)]
-    send(client, [{"id": message_id, "sleep_s": HANDLER_S} for message_id in sent])
-    wait_until(lambda: both_busy(client, stalled, healthy), "both workers busy", log=stalled)
+    send(records_client, [{"id": message_id, "sleep_s": HANDLER_S} for message_id in sent])
+    wait_until(
+        lambda: both_busy(records_client, stalled, healthy), "both workers busy", log=stalled
+    )
 
     stalled.send_signal(signal.SIGSTOP)
     began = time.monotonic()
@@ -247,13 +249,13 @@ def test_sigstop_longer_than_the_lease_then_sigcont_loses_nothing(
         )
         assert "hung or stopped" in stale.stdout, stale.stdout
         time.sleep(max(0.0, STALLED_FOR_S - (time.monotonic() - began)))
-        runs_at_stop = runs_by(client, stalled)
+        runs_at_stop = runs_by(records_client, stalled)
     finally:
         stalled.send_signal(signal.SIGCONT)
     continued = time.monotonic()
 
     resumed_s = wait_until(
-        lambda: resumed(client, stalled, runs_at_stop, continued),
+        lambda: resumed(records_client, stalled, runs_at_stop, continued),
         "the stopped worker consuming again",
         log=stalled,
     )
@@ -261,22 +263,13 @@ def test_sigstop_longer_than_the_lease_then_sigcont_loses_nothing(
     check_until(
         fleet, redis_server.url, own_health(fleet, "stalled"), 0, "--check healthy", stalled
     )
-    wait_until(
-        lambda: all_settled(client, sent),
-        "every message handled and acknowledged",
-        timeout_s=60,
-        log=stalled,
-    )
-    summaries = [stop(stalled), stop(healthy)]
+    summaries = settle(records_client, sent, stalled, healthy)
     row = {
         "stopped_for_s": STALLED_FOR_S,
         "lease_s": LEASE_S,
         "message_timeout_s": MESSAGE_TIMEOUT_S,
-        **figures(client, sent, stalled, healthy),
+        **figures(records_client, sent, stalled, healthy),
         "consuming_again_after_sigcont_s": round(resumed_s, 1),
         "summaries": summaries,
     }
-    report("sigstop-one-of-two", row)
-    assert_row(row, *summaries)
-    for worker in (stalled, healthy):
-        assert not worker.matches("Traceback|died unexpectedly"), worker.output
+    assert_row("sigstop-one-of-two", row, summaries, (stalled, healthy))

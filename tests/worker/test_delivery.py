@@ -29,6 +29,7 @@ from tests.worker._inprocess import (
 )
 from worker.config import AT_LEAST_ONCE, AT_MOST_ONCE, DELIVERY_MODES, ChannelConfig
 from worker.consume.worker import Worker
+from worker.errors import PermanentFailure
 from worker.transport.dead_letters import DeadLetter, DeadLetterBounds, DeadLetters
 from worker.transport.keys import ChannelKeys
 
@@ -312,6 +313,32 @@ async def test_poison_message_is_dead_lettered_after_max_attempts_with_its_failu
     assert sorted(done) == sorted(others)
     stats = worker.stats
     assert (stats.failed, stats.retried, stats.dead, stats.completed) == (3, 2, 1, 10)
+    assert await no_leases_or_attempts(layer)
+
+
+@pytest.mark.redis
+async def test_permanent_failure_is_dead_lettered_on_its_first_attempt_without_retries(
+    layer: RedisChannelLayer, worker_layer: RedisChannelLayer, dead_letters: DeadLetters
+) -> None:
+    class InvoiceGone(PermanentFailure):
+        """The invoice a message names was deleted: no retry brings it back."""
+
+    async def handle(message: Message) -> None:
+        if message["id"] == "gone":
+            raise InvoiceGone("invoice 7 was deleted")
+
+    worker = consume(handler_app(handle), worker_layer, retrying(max_attempts=5))
+    async with running(worker):
+        await send_ids(layer, "gone", "kept")
+        await wait_until(
+            lambda: worker.stats.dead == 1 and worker.stats.completed == 1, what="gone dead"
+        )
+
+    [letter] = await dead_letters.list(CHANNEL)
+    assert letter.reason == ("failed permanently on attempt 1: InvoiceGone: invoice 7 was deleted")
+    assert (letter.attempts, letter.message_id) == (1, "gone")
+    stats = worker.stats
+    assert (stats.failed, stats.retried, stats.dead) == (1, 0, 1)
     assert await no_leases_or_attempts(layer)
 
 

@@ -261,10 +261,15 @@ class Settlement:
                 extra=message_fields(self.channel, delivery.label, attempt, duration_s),
             )
             return
+        summary = (
+            f"failed {attempt} attempt(s); last: {reason}"
+            if retryable
+            else f"failed permanently on attempt {attempt}: {reason}"
+        )
         await self.dead_letter(
             delivery.host_index,
             delivery.popped,
-            f"failed {attempt} attempt(s); last: {reason}",
+            summary,
             message=delivery.message,
             error=error,
             first_attempt_at=delivery.first_attempt_at,
