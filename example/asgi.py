@@ -1,4 +1,5 @@
-"""The example's root application: Django for http, the gallery WebSocket, the worker channels.
+"""The example's root application: Django for http, WebSockets (the gallery, the admin's live
+feed), the worker channels.
 
 Served by ``uvicorn example.asgi:application``; ``runworker`` reads its ``"channel"`` entry.
 """
@@ -20,12 +21,14 @@ from channels.security.websocket import AllowedHostsOriginValidator
 
 from example.thumbnails.routing import channel_applications, websocket_urlpatterns
 from routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter
+from worker import admin_live_path
 
 application = ProtocolTypeRouter(
     {
         # No "http" entry: it defaults to Django's own ASGI application.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            # admin_live_path: the admin's worker pages update live over it (staff only).
+            AuthMiddlewareStack(URLRouter([admin_live_path, *websocket_urlpatterns]))
         ),
         "channel": ChannelNameRouter(channel_applications),
     }

@@ -5,15 +5,18 @@
     python example/run_demo.py [--port 8000] [--host 127.0.0.1] [--data-dir DIR]
 
 Prints ``Demo ready at http://127.0.0.1:8000/`` once the page answers and the worker reports
-healthy. Ctrl-C or SIGTERM stops the web server, lets the worker drain, then stops Redis, and
-waits for each; a second Ctrl-C kills them at once. Every child runs in a process group of its
-own, killed whole if it does not stop in time, so nothing outlives the demo.
+healthy, and before it the admin's address with its superuser and password
+(``$DEMO_ADMIN_PASSWORD``, or a new one each run). Ctrl-C or SIGTERM stops the web server, lets
+the worker drain, then stops Redis, and waits for each; a second Ctrl-C kills them at once.
+Every child runs in a process group of its own, killed whole if it does not stop in time, so
+nothing outlives the demo.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -34,6 +37,10 @@ WORKER_CHANNELS = ("thumbnails-generate", "thumbnails-delete", "tasks.default")
 WORKER_SHUTDOWN_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 60.0
 READY_LINE = "Demo ready at {url}"
+# The admin's superuser: its password is $DEMO_ADMIN_PASSWORD, or a new one each run.
+ADMIN_USER = "admin"
+ADMIN_PASSWORD_ENV = "DEMO_ADMIN_PASSWORD"
+ADMIN_LINE = "Admin at {url} as {user!r}, password {password!r}"
 # Exit codes: 0 stopped on request, 1 a process failed, 2 no Redis to use.
 EXIT_OK, EXIT_FAILED, EXIT_NO_REDIS = 0, 1, 2
 
@@ -71,6 +78,10 @@ def child_env(redis_url: str, health_dir: Path, data_dir: Path | None) -> dict[s
 
 def migrate_command() -> list[str]:
     return [sys.executable, "-m", "django", "migrate", "--noinput", "--verbosity", "0"]
+
+
+def admin_command() -> list[str]:
+    return [sys.executable, "-m", "django", "demo_admin", "--username", ADMIN_USER]
 
 
 def worker_command() -> list[str]:
@@ -127,6 +138,12 @@ def start(
     migrate = Child("migrate", migrate_command(), env, REPO_ROOT, stop)
     if migrate.wait_for_exit(stop) != 0 and not stop.requested:
         raise ChildFailed("`manage.py migrate` failed; see its output above.")
+    password = os.environ.get(ADMIN_PASSWORD_ENV) or secrets.token_urlsafe(12)
+    admin_env = env | {ADMIN_PASSWORD_ENV: password}
+    superuser = Child("admin", admin_command(), admin_env, REPO_ROOT, stop)
+    if superuser.wait_for_exit(stop) != 0 and not stop.requested:
+        raise ChildFailed("`manage.py demo_admin` failed; see its output above.")
+    say(ADMIN_LINE.format(url=f"{url}admin/", user=ADMIN_USER, password=password))
     children = [
         Child("worker", worker_command(), env, REPO_ROOT, stop),
         Child("web", web_command(options.host, options.port), env, REPO_ROOT, stop),

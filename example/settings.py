@@ -27,9 +27,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
     "worker",
     "channels",
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.staticfiles",
     "example.thumbnails",
 ]
@@ -42,6 +44,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 ROOT_URLCONF = "example.urls"
@@ -50,7 +53,14 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                # The admin's, where the worker's pages are (/admin/).
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 
@@ -103,6 +113,14 @@ CHANNEL_WORKER = {
         "thumbnails-generate": {"concurrency": 4, "max_attempts": 3},
         "thumbnails-delete": {"concurrency": 4, "max_attempts": 5},
         "tasks.default": {"concurrency": 2, "max_attempts": 3},
+    },
+    # Fired by a `runworker tasks.default`, once per night however many workers run.
+    "SCHEDULES": {
+        "clean-orphaned-thumbnails": {
+            "task": "example.thumbnails.tasks.clean_orphaned_thumbnails",
+            "cron": "0 3 * * *",
+            "timezone": "Europe/Paris",
+        },
     },
 }
 

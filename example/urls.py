@@ -1,4 +1,4 @@
-"""The example's URLconf: the gallery, and its static and media files.
+"""The example's URLconf: the gallery, the admin, and the static and media files.
 
 One process serves everything in the demo; a production deployment puts a file server in
 front of ``/static/`` and ``/media/`` instead.
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.staticfiles.views import serve as serve_static
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import include, path, re_path
@@ -46,6 +47,8 @@ def whole(view: View) -> View:
 
 urlpatterns = [
     path("", include("example.thumbnails.urls")),
+    # Django's admin, with the worker's Channels, Workers, Dead letters and Task results pages.
+    path("admin/", admin.site.urls),
     re_path(r"^static/(?P<path>.*)$", whole(serve_static), {"insecure": True}),
     re_path(r"^media/(?P<path>.*)$", whole(serve_media), {"document_root": settings.MEDIA_ROOT}),
 ]

@@ -15,6 +15,7 @@ from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from worker.admin.live import admin_live_path
     from worker.config import ChannelConfig
     from worker.consume.worker import Worker
     from worker.errors import (
@@ -68,6 +69,7 @@ _EXPORTS = {
     "ChannelAtCapacity": "worker.errors",
     "RedisOutOfMemory": "worker.errors",
     "PermanentFailure": "worker.errors",
+    "admin_live_path": "worker.admin.live",
 }
 
 __all__ = [
@@ -90,6 +92,7 @@ __all__ = [
     "Worker",
     "WorkerError",
     "__version__",
+    "admin_live_path",
     "asend",
     "drain",
     "drain_sync",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from importlib import import_module
+
+from django.apps import AppConfig, apps
 
 
 class ChannelWorkerConfig(AppConfig):
@@ -11,5 +13,16 @@ class ChannelWorkerConfig(AppConfig):
     label = "channel_worker"
     verbose_name = "Channel worker"
 
+    def import_models(self) -> None:
+        super().import_models()
+        # The admin pages' permissions need models (worker/admin/models.py; no tables), and
+        # Django creates permissions only for an app with a models module.
+        self.models_module = import_module("worker.admin.models")
+
     def ready(self) -> None:
         from worker import checks  # noqa: F401  (registers the system checks)
+
+        if apps.is_installed("django.contrib.admin"):
+            from worker.admin.site import register
+
+            register()

@@ -41,6 +41,9 @@ class ChannelConfig:
     lease_s: float = DEFAULT_LEASE_S
     retry_backoff_min_s: float = DEFAULT_RETRY_BACKOFF_MIN_S
     retry_backoff_max_s: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    # Task channels: threads that run sync task functions at once; None means "same as
+    # concurrency", so every instance can run its sync task without waiting for a thread.
+    task_threads: int | None = None
 
     @property
     def leased(self) -> bool:
@@ -49,6 +52,10 @@ class ChannelConfig:
     @property
     def prefetch_limit(self) -> int:
         return self.concurrency if self.prefetch is None else self.prefetch
+
+    @property
+    def task_thread_limit(self) -> int:
+        return self.concurrency if self.task_threads is None else self.task_threads
 
     def validated(self, channel: str) -> ChannelConfig:
         if not _is_count(self.concurrency):
@@ -59,6 +66,11 @@ class ChannelConfig:
         if self.prefetch is not None and not _is_count(self.prefetch):
             raise ConfigurationError(
                 f"prefetch for channel {channel!r} is {self.prefetch!r}; expected an integer >= 1."
+            )
+        if self.task_threads is not None and not _is_count(self.task_threads):
+            raise ConfigurationError(
+                f"task_threads for channel {channel!r} is {self.task_threads!r}; expected an "
+                "integer >= 1."
             )
         for name in ("max_attempts", "max_message_bytes"):
             value = getattr(self, name)
@@ -95,6 +107,9 @@ WORKER_WIDE_SETTINGS = {
     "later ones count as '(other)' (default 100)",
     "UNKNOWN_CHANNEL": "send() to a channel ASGI_APPLICATION does not consume: "
     "'error' (default), 'warn' or 'off'",
+    "SCHEDULES": "periodic tasks and messages, by name (see the Schedules page)",
+    "SCHEDULE_LEASE_S": "how long a worker's claim on a schedule's tick lasts before another "
+    "worker may fire it (default 10)",
 }
 
 

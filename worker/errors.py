@@ -70,6 +70,10 @@ class TaskNotRunnable(PermanentFailure):
     arguments do not decode. Its result is stored ``FAILED`` with the reason."""
 
 
+class ScheduleFailed(WorkerError, RuntimeError):
+    """A schedule's tick could not be enqueued or sent; its loop restarts and retries it."""
+
+
 # Sending
 
 

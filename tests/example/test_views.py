@@ -59,7 +59,8 @@ def queued(channel: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def example_app() -> Iterator[None]:
     """The example app installed over the suite's settings, with its tables."""
-    apps = [*settings.INSTALLED_APPS, "django.contrib.staticfiles", "example.thumbnails"]
+    apps = [*settings.INSTALLED_APPS]
+    apps += [app for app in example_settings.INSTALLED_APPS if app not in apps]
     with override_settings(
         INSTALLED_APPS=apps,
         ROOT_URLCONF="example.urls",
@@ -231,3 +232,32 @@ def test_deleting_an_unknown_picture_answers_404(media: Path) -> None:
     assert response.status_code == 404
     assert response.json()["error"] == "That picture no longer exists."
     assert queued(DELETE) == []
+
+
+def test_the_nightly_cleanup_removes_only_thumbnail_folders_without_a_picture(
+    media: Path,
+) -> None:
+    from example.thumbnails.tasks import clean_orphaned_thumbnails
+
+    picture_id = post_upload(Client(), upload_file("p.png", image_bytes())).json()["picture"]["id"]
+    kept, orphan = media / "thumbnails" / picture_id, media / "thumbnails" / str(uuid.uuid4())
+    for folder in (kept, orphan):
+        folder.mkdir(parents=True)
+        (folder / "64.webp").write_bytes(b"webp")
+
+    assert clean_orphaned_thumbnails.call() == 1
+    assert kept.is_dir()
+    assert not orphan.exists()
+
+
+def test_the_example_schedules_its_nightly_cleanup(example_app: None) -> None:
+    from worker.schedules.setup import project_schedules
+
+    schedules = project_schedules(example_settings.CHANNEL_WORKER)
+
+    cleanup = schedules["clean-orphaned-thumbnails"]
+    assert (cleanup.task, cleanup.cron, cleanup.channel) == (
+        "example.thumbnails.tasks.clean_orphaned_thumbnails",
+        "0 3 * * *",
+        "tasks.default",
+    )

@@ -135,6 +135,9 @@ def test_the_wheel_holds_both_packages_with_py_typed_and_no_tests_example_bench_
     # The Lua scripts are data files beside their module, read at import.
     lua = {Path(name).name for name in names if name.startswith("worker/transport/lua/")}
     assert {"pop.lua", "send.lua", "requeue_at_head.lua"} <= lua
+    # The admin pages' templates and script, found by Django's app loaders.
+    assert "worker/templates/channel_worker/admin/channels.html" in names
+    assert "worker/static/channel_worker/admin_live.js" in names
 
 
 def test_the_sdist_holds_the_sources_and_no_virtualenvs_caches_or_built_docs(

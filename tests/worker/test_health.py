@@ -119,6 +119,10 @@ async def test_health_record_is_refreshed_and_carries_counters_and_in_flight_wor
         assert first.worker_id == worker.worker_id
         assert (first.pid, first.channels, first.interval_s) == (os.getpid(), ["jobs"], INTERVAL_S)
         assert (first.healthy, first.problem) == (True, None)
+        assert first.event_loop in ("asyncio", "uvloop")
+        assert first.started_at is not None
+        assert first.started_at <= first.updated_at
+        assert set(first.channel_settings["jobs"]) == {"concurrency", "delivery"}
         await wait_until(
             lambda: (
                 (record := local_record(tmp_path)) is not None
@@ -156,6 +160,12 @@ async def test_health_record_is_refreshed_and_carries_counters_and_in_flight_wor
             ),
             what="nothing in flight and three completed",
         )
+
+
+def test_a_record_with_fields_of_a_later_release_still_counts() -> None:
+    record = healthy_record()
+    written = json.loads(record.to_json()) | {"added_later": {"x": 1}}
+    assert HealthRecord.from_json(json.dumps(written)) == record
 
 
 @pytest.mark.redis

@@ -405,12 +405,12 @@ async def test_the_dead_letter_store_expires_its_max_age_after_the_last_letter(
 
 def test_every_script_declares_its_flags_and_has_a_form_without_them() -> None:
     loaded = [value for value in vars(scripts).values() if isinstance(value, scripts.Script)]
-    assert len(loaded) == 11
+    assert len(loaded) == 13
     for script in loaded:
         assert script.flagged.startswith("#!lua")
         assert "#!" not in script.legacy
-        # Those that add data: a message, or a task's progress report.
-        refused = script.name in ("send", "defer", "keep_progress")
+        # Those that add data: a message, a task's progress report, or a schedule's claim.
+        refused = script.name in ("send", "defer", "keep_progress", "schedule_claim")
         assert ("flags=allow-oom" not in script.flagged.splitlines()[0]) == refused
 
 

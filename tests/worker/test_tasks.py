@@ -219,12 +219,7 @@ def test_backend_declares_what_it_supports(on_redis: redis.Redis) -> None:
     assert backend.supports_async_task
     assert backend.supports_get_result
     assert backend.supports_defer
-    assert not backend.supports_priority
-
-
-def test_priority_is_refused(on_redis: redis.Redis) -> None:
-    with pytest.raises(InvalidTask, match="priority"):
-        add.using(priority=10)
+    assert backend.supports_priority
 
 
 def test_queue_names_must_name_valid_channels(redis_url: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import worker
 from worker.cli.exit_codes import EXIT_CONFIG, EXIT_CRASHED, EXIT_NOT_FOUND, EXIT_OK
 from worker.constants import RECENT_TASK_RESULTS_PER_HOST
-from worker.errors import CREDENTIALS, REFUSING, ConfigurationError, redis_fault
+from worker.errors import CREDENTIALS, REFUSING, ConfigurationError, SendError, redis_fault
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     purge = dead.add_parser("purge", help="delete every dead letter of the channel")
     purge.add_argument("channel")
     _add_tasks(commands)
+    _add_schedules(commands)
     return parser
+
+
+def _add_schedules(commands: Any) -> None:
+    schedules = commands.add_parser(
+        "schedules", help="CHANNEL_WORKER['SCHEDULES']: next and last run, outcome, due"
+    )
+    schedules.add_argument("--json", action="store_true", help="print JSON for scripts")
+    actions = schedules.add_subparsers(dest="action")
+    trigger = actions.add_parser("run", help="fire a schedule now, once")
+    trigger.add_argument("name")
 
 
 # How many results `tasks list` prints unless --limit says.
@@ -100,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"channel-worker: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    command = {"status": _status, "dead": _dead, "tasks": _tasks}[options.command]
+    command = {"status": _status, "dead": _dead, "tasks": _tasks, "schedules": _schedules}[
+        options.command
+    ]
     try:
         code: int = asyncio.run(command(layer, options))
     except KeyboardInterrupt:
@@ -150,6 +163,54 @@ async def _status(layer: Any, options: argparse.Namespace) -> int:
             while True:
                 live.update(table(await gather(layer, clients, options.channels)), refresh=True)
                 await asyncio.sleep(options.interval_s)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def _schedules(layer: Any, options: argparse.Namespace) -> int:
+    """``schedules [run NAME]``: each schedule's state, or one fired now."""
+    import time
+
+    from django.conf import settings
+
+    from worker.schedules.setup import project_schedules
+    from worker.schedules.status import gather, lines, trigger
+    from worker.transport.layer import connect
+
+    try:
+        schedules = project_schedules(getattr(settings, "CHANNEL_WORKER", None))
+    except ConfigurationError as error:
+        print(f"channel-worker: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    mine = [schedule for schedule in schedules.values() if schedule.layer == options.layer]
+    clients = connect(layer, 0.0)
+    try:
+        if options.action == "run":
+            chosen = schedules.get(options.name)
+            if chosen is None or chosen not in mine:
+                known = ", ".join(repr(schedule.name) for schedule in mine) or "(none)"
+                print(
+                    f"channel-worker: no schedule {options.name!r} on layer {options.layer!r}; "
+                    f"known schedules: {known}",
+                    file=sys.stderr,
+                )
+                return EXIT_NOT_FOUND
+            try:
+                done = await trigger(layer, clients, chosen, time.time())
+            except SendError as error:
+                print(
+                    f"channel-worker: schedule {chosen.name!r} not fired: {error}", file=sys.stderr
+                )
+                return EXIT_CRASHED
+            print(f"Schedule {chosen.name!r} fired now: {done}")
+            return EXIT_OK
+        rows = await gather(layer, clients, mine, time.time())
+        if options.json:
+            print(json.dumps([row.as_dict() for row in rows], indent=2))
+            return EXIT_OK
+        print("\n".join(printable(line) for line in lines(rows)))
+        return EXIT_OK
     finally:
         for client in clients:
             await client.aclose()

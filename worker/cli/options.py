@@ -34,6 +34,7 @@ CHANNEL_FLAGS = (
     "message_timeout_s",
     "max_message_bytes",
     "lease_s",
+    "task_threads",
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_METRICS_HOST = "127.0.0.1"
@@ -65,6 +66,7 @@ class WorkerOptions:
     message_timeout_s: float | None = None
     max_message_bytes: int | None = None
     lease_s: float | None = None
+    task_threads: int | None = None
     # The process.
     layer: str = "default"
     application: str | None = None
@@ -166,6 +168,12 @@ def _add_channel_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="at-least-once: a dead worker's messages are redelivered after this long "
         f"(default {DEFAULT_LEASE_S:g})",
+    )
+    group.add_argument(
+        "--task-threads",
+        type=int,
+        help="task channels: sync task functions that run at once, each in a thread of a pool "
+        "of this size (default: concurrency)",
     )
 
 

@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker.cli.exit_codes import EXIT_FORCED, EXIT_OK
 from worker.config import channel_configs, worker_count_setting, worker_setting
@@ -81,13 +81,16 @@ def build_worker(options: WorkerOptions) -> Worker:
     check_served(application, channels)
     # Task channels go to the built-in task consumer, which must know when a failure is final.
     application = with_task_channels(
-        application, {channel: config.max_attempts for channel, config in configs.items()}
+        application,
+        {channel: config.max_attempts for channel, config in configs.items()},
+        {channel: config.task_thread_limit for channel, config in configs.items()},
     )
     metered = options.metrics_port or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     max_types = worker_count_setting(
         worker_settings, "METRICS_MAX_TYPES", DEFAULT_MAX_TYPES_PER_CHANNEL
     )
-    return Worker(
+    metrics = Metrics(max_types_per_channel=max_types) if metered else NullMetrics()
+    worker = Worker(
         application,
         channels,
         layer,
@@ -97,10 +100,26 @@ def build_worker(options: WorkerOptions) -> Worker:
         expiry_warning_s=worker_setting(
             worker_settings, "EXPIRY_WARNING_S", DEFAULT_EXPIRY_WARNING_S
         ),
-        metrics=Metrics(max_types_per_channel=max_types) if metered else NullMetrics(),
+        metrics=metrics,
         health_interval_s=options.health_interval_s
         or worker_setting(worker_settings, "HEALTH_INTERVAL_S", DEFAULT_HEALTH_INTERVAL_S),
     )
+    _add_schedules(worker, worker_settings, options.layer)
+    return worker
+
+
+def _add_schedules(worker: Worker, worker_settings: Any, layer_alias: str) -> None:
+    """Run the loop of each schedule whose channel this worker serves; check them all first."""
+    from worker.schedules.loop import DEFAULT_CLAIM_LEASE_S
+    from worker.schedules.setup import project_schedules, schedule_loops
+
+    schedules = project_schedules(worker_settings)
+    lease_s = worker_setting(worker_settings, "SCHEDULE_LEASE_S", DEFAULT_CLAIM_LEASE_S)
+    for loop in schedule_loops(
+        schedules.values(), worker.channels, layer_alias, worker.layer, worker.worker_id,
+        metrics=worker.metrics, lease_s=lease_s, hosts=worker.redis_hosts,
+    ):  # fmt: skip
+        worker.add_companion(loop)
 
 
 async def _serve(worker: Worker) -> int:

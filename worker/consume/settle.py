@@ -105,7 +105,9 @@ class Settlement:
         self.completed_count += 1
         self.stats.completed += 1
         self.metrics.completed(self.channel, delivery.label, duration_s)
-        if delivery.attempt > 1:
+        if delivery.attempt > 1 or (delivery.popped.priority and self.config.leased):
+            # Its attempt or priority-level records go with its lease (a message taken without
+            # a lease has no level record: transport/lua/levels.lua).
             self._retried_acks[delivery.host_index].append(delivery.popped.member)
         elif not self.config.leased:
             self.release(delivery)
@@ -243,7 +245,10 @@ class Settlement:
             await self.persist(
                 delivery.host_index,
                 lambda: queue.schedule_retry(
-                    delivery.popped.member, time.time() + delay_s, delivery.first_attempt_at
+                    delivery.popped.member,
+                    time.time() + delay_s,
+                    delivery.first_attempt_at,
+                    delivery.popped.priority,
                 ),
             )
             self.release(delivery)
@@ -309,7 +314,7 @@ class Settlement:
         if self.config.leased:
             self.held[host_index].add(popped.member)
         trimmed = await self.persist(
-            host_index, lambda: self.dead_letters.add(letter, popped.member)
+            host_index, lambda: self.dead_letters.add(letter, popped.member, popped.priority)
         )
         self.held[host_index].discard(popped.member)
         self.stats.dead += 1

@@ -7,7 +7,7 @@ import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from channels_redis.core import RedisChannelLayer
 
@@ -62,6 +62,19 @@ class _ChannelRuntime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pollers: list[asyncio.Task[None]] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Companion(Protocol):
+    """A long-lived task the worker runs and supervises beside its channels (a schedule's loop).
+
+    ``problem()`` says why it is not doing its job, or None; health reports it.
+    """
+
+    name: str
+
+    async def run(self) -> None: ...
+
+    def problem(self) -> str | None: ...
 
 
 class Worker:
@@ -135,6 +148,12 @@ class Worker:
         self.redis_hosts = RedisHosts(host_descriptions(layer), self.stats, self.metrics)
         self._clients: list[Redis] = []
         self._runtimes: dict[str, _ChannelRuntime] = {}
+        self._companions: list[Companion] = []
+        self._companion_tasks: list[asyncio.Task[None]] = []
+
+    def add_companion(self, companion: Companion) -> None:
+        """Run ``companion`` beside the channels, from start-up until the stop begins."""
+        self._companions.append(companion)
 
     def stop(self) -> None:
         """Ask the worker to stop: stop receiving, drain, return what was not started."""
@@ -160,10 +179,17 @@ class Worker:
             health_task = asyncio.create_task(
                 supervise("Health reporter", health.run, self.stats), name="health"
             )
+            self._companion_tasks = [
+                asyncio.create_task(
+                    supervise(companion.name, companion.run, self.stats), name=companion.name
+                )
+                for companion in self._companions
+            ]
             await self.stop_event.wait()
             await self._shutdown()
         finally:
             tasks = [health_task] if health_task is not None else []
+            tasks += self._companion_tasks
             for runtime in self._runtimes.values():
                 tasks += runtime.tasks + runtime.pollers + runtime.background
             await _cancel_and_wait(tasks)
@@ -186,6 +212,11 @@ class Worker:
             metrics=self.metrics,
             interval_s=self.health_interval_s,
             directory=self.health_directory,
+            event_loop=running_loop_name(),
+            channel_settings={
+                channel: {"concurrency": config.concurrency, "delivery": config.delivery}
+                for channel, config in self.configs.items()
+            },
         )
 
     def listener_problem(self) -> str | None:
@@ -198,6 +229,12 @@ class Worker:
         refused = self.redis_hosts.problem()
         if refused is not None:
             return refused
+        for companion, task in zip(self._companions, self._companion_tasks, strict=False):
+            problem = companion.problem()
+            if task.done() and not self.stop_event.is_set():
+                problem = problem or f"{companion.name} has stopped"
+            if problem is not None:
+                return problem
         for channel, runtime in self._runtimes.items():
             for index, task in enumerate(runtime.pollers):
                 if task.done() and not runtime.listener.stopping:
@@ -252,7 +289,7 @@ class Worker:
             self.redis_hosts,
         )  # fmt: skip
         arrivals = [
-            ArrivalWatch(client, keys.queue, f"channel {channel!r} on host {index}")
+            ArrivalWatch(client, keys.queue, f"channel {channel!r} on host {index}", [keys.levels])
             for index, client in enumerate(self._clients)
             if config.leased
         ]
@@ -315,6 +352,8 @@ class Worker:
 
     async def _shutdown(self) -> None:
         logger.info("Stopping: no new messages; draining in-flight handlers")
+        # Companions (schedules) stop first: nothing new is sent while the channels drain.
+        await _cancel_and_wait(self._companion_tasks)
         runtimes = list(self._runtimes.values())
         # Stop pollers first so nothing new is taken while handlers drain.
         for runtime in runtimes:

@@ -31,10 +31,13 @@ from worker.ops.health_files import (
     write_record,
 )
 from worker.ops.health_files import read_records as read_record_files
-from worker.transport.keys import ChannelKeys, health_key, rate_key
+from worker.transport.keys import ChannelKeys, health_index_key, health_key, rate_key
+from worker.transport.queue import queued_and_oldest
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+    from redis.client import Pipeline as SyncPipeline
 
     from worker.ops.metrics import NullMetrics
     from worker.ops.stats import Stats
@@ -45,6 +48,10 @@ DEFAULT_HEALTH_INTERVAL_S = 5.0
 # A record older than this many intervals means the worker stopped refreshing it.
 STALE_AFTER_INTERVALS = 3
 RATE_BUCKET_S = 10
+#: Seconds an entry of the live workers' index outlives its record before a report drops it,
+#: and how far back ``status`` reads it: room for the clocks of workers and readers to differ
+#: (the record's own TTL, kept by Redis, says whether the worker is live).
+INDEX_GRACE_S = 60.0
 
 
 def health_dir(settings_module: str | None = None) -> Path:
@@ -69,16 +76,26 @@ class HealthRecord:
     in_flight: dict[str, int] = field(default_factory=dict)
     # The worker's DJANGO_SETTINGS_MODULE: --check counts only records of its own project.
     settings_module: str | None = None
+    #: When the worker started (epoch seconds), its event loop, and per channel its
+    #: ``concurrency`` and ``delivery``: for the admin's Workers page.
+    started_at: float | None = None
+    event_loop: str | None = None
+    channel_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> HealthRecord:
-        return cls(**json.loads(text))
+        # Fields a later release adds are left out, so its workers still count here.
+        known = {name: value for name, value in json.loads(text).items() if name in _FIELDS}
+        return cls(**known)
 
     def stale(self, now: float) -> bool:
         return now - self.updated_at > STALE_AFTER_INTERVALS * self.interval_s
+
+
+_FIELDS = frozenset(HealthRecord.__dataclass_fields__)
 
 
 @dataclass(slots=True)
@@ -95,15 +112,11 @@ class ChannelSample:
 async def sample_channel(clients: Iterable[Redis], keys: ChannelKeys) -> ChannelSample:
     sample = ChannelSample()
     for client in clients:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.queue)
-            pipe.zrange(keys.queue, 0, 0, withscores=True)
-            queued, head = await pipe.execute()
-        sample.queued += int(queued)
-        if head:
-            score = float(head[0][1])
-            if sample.oldest_score is None or score < sample.oldest_score:
-                sample.oldest_score = score
+        # Every priority level counts: the channel key holds only priority 0.
+        queued, score = await queued_and_oldest(client, keys)
+        sample.queued += queued
+        if score is not None and (sample.oldest_score is None or score < sample.oldest_score):
+            sample.oldest_score = score
     return sample
 
 
@@ -124,6 +137,8 @@ class HealthReporter:
         metrics: NullMetrics,
         interval_s: float = DEFAULT_HEALTH_INTERVAL_S,
         directory: Path | None = None,
+        event_loop: str | None = None,
+        channel_settings: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.channels = channels
@@ -135,6 +150,9 @@ class HealthReporter:
         self.completed = completed
         self.metrics = metrics
         self.interval_s = interval_s
+        self.started_at = time.time()
+        self.event_loop = event_loop
+        self.channel_settings = channel_settings or {}
         self.settings_module = os.environ.get(SETTINGS_ENV)
         self.path = (directory or health_dir(self.settings_module)) / f"{os.getpid()}.json"
         # Refused here, at start-up, rather than on every refresh.
@@ -160,6 +178,9 @@ class HealthReporter:
             counters=self.stats.as_dict(),
             in_flight=self.in_flight(),
             settings_module=self.settings_module,
+            started_at=self.started_at,
+            event_loop=self.event_loop,
+            channel_settings=self.channel_settings,
         )
         self._write_local(record)
         if problem != self._logged_problem:
@@ -192,7 +213,7 @@ class HealthReporter:
         bucket = int(record.updated_at // RATE_BUCKET_S)
         client = self.clients[0]
         async with client.pipeline(transaction=False) as pipe:
-            pipe.set(health_key(self.prefix, self.worker_id), record.to_json(), ex=ttl_s)
+            write_health(pipe, self.prefix, record, ttl_s)
             for channel, total in completed.items():
                 delta = total - self._reported.get(channel, 0)
                 if delta:
@@ -215,7 +236,24 @@ class HealthReporter:
     async def remove(self) -> None:
         self.path.unlink(missing_ok=True)
         with contextlib.suppress(*REDIS_DOWN):
-            await self.clients[0].delete(health_key(self.prefix, self.worker_id))
+            async with self.clients[0].pipeline(transaction=False) as pipe:
+                pipe.delete(health_key(self.prefix, self.worker_id))
+                # Marked expired rather than removed, so the index outlives the last worker
+                # and ``status`` never falls back to SCAN; the next report of any worker drops it.
+                pipe.zadd(health_index_key(self.prefix), {self.worker_id: 0}, xx=True)
+                await pipe.execute()
+
+
+def write_health(
+    pipe: Pipeline | SyncPipeline, prefix: str, record: HealthRecord, ttl_s: int
+) -> None:
+    """Queue on ``pipe`` the worker's record with its TTL and its entry in the live workers'
+    index, scored by when the record expires, and drop the entries of records expired for
+    longer than ``INDEX_GRACE_S``: the index stays as small as the workers alive lately."""
+    index = health_index_key(prefix)
+    pipe.set(health_key(prefix, record.worker_id), record.to_json(), ex=ttl_s)
+    pipe.zadd(index, {record.worker_id: record.updated_at + ttl_s})
+    pipe.zremrangebyscore(index, "-inf", record.updated_at - INDEX_GRACE_S)
 
 
 def pid_alive(pid: int) -> bool:

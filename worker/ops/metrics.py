@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "channel_worker"
 # Handler durations from sub-millisecond no-ops to ten-minute jobs.
 DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600)
+# How late a schedule's tick fires: a claim round trip, a takeover after a lease, a stall.
+LATENESS_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 # Distinct message types per channel that get a ``type`` label of their own
 # (``CHANNEL_WORKER["METRICS_MAX_TYPES"]``); later ones are counted under OTHER_TYPES.
 DEFAULT_MAX_TYPES_PER_CHANNEL = 100
@@ -51,6 +53,15 @@ class NullMetrics:
         pass
 
     def sample(self, channel: str, in_flight: int, queued: int, oldest_age_s: float) -> None:
+        pass
+
+    def schedule_fired(self, schedule: str, lateness_s: float) -> None:
+        pass
+
+    def schedule_skipped(self, schedule: str) -> None:
+        pass
+
+    def schedule_failed(self, schedule: str) -> None:
         pass
 
 
@@ -148,6 +159,24 @@ class Metrics(NullMetrics):
             registry=registry,
             multiprocess_mode="max",
         )
+        # Schedule names come from settings, so the ``schedule`` label is bounded.
+        self._schedule_fires = counter(
+            "schedule_fires", "Ticks of a schedule this worker fired.", ("schedule",)
+        )
+        self._schedule_skips = counter(
+            "schedule_skips", "Missed ticks dropped by the 'skip' policy.", ("schedule",)
+        )
+        self._schedule_failures = counter(
+            "schedule_failures", "Ticks whose enqueue or send failed.", ("schedule",)
+        )
+        self._schedule_lateness = Histogram(
+            "schedule_lateness_seconds",
+            "Time from a tick (with its jitter) to its fire.",
+            ("schedule",),
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=LATENESS_BUCKETS_S,
+        )
 
     def received(self, channel: str, message_type: str) -> None:
         self._received.labels(channel, self._type(channel, message_type)).inc()
@@ -178,6 +207,16 @@ class Metrics(NullMetrics):
         self._in_flight.labels(channel).set(in_flight)
         self._queued.labels(channel).set(queued)
         self._oldest.labels(channel).set(oldest_age_s)
+
+    def schedule_fired(self, schedule: str, lateness_s: float) -> None:
+        self._schedule_fires.labels(schedule).inc()
+        self._schedule_lateness.labels(schedule).observe(max(lateness_s, 0.0))
+
+    def schedule_skipped(self, schedule: str) -> None:
+        self._schedule_skips.labels(schedule).inc()
+
+    def schedule_failed(self, schedule: str) -> None:
+        self._schedule_failures.labels(schedule).inc()
 
 
 def serve(port: int, host: str) -> None:

@@ -93,12 +93,19 @@ class Prepared:
     layer: BaseChannelLayer
     message: dict[str, Any]
     member: bytes | None
+    #: A task's priority: queued at that level, on the channel's own host; None for a message.
+    priority: int | None = None
 
 
 def prepare(
-    channel: str, message: dict[str, Any], alias: str, *, check_known: bool = True
+    channel: str,
+    message: dict[str, Any],
+    alias: str,
+    *,
+    check_known: bool = True,
+    priority: int | None = None,
 ) -> Prepared:
-    """Every check ``send()`` makes before it talks to Redis."""
+    """Every check ``send()`` makes before it talks to Redis (``priority``: see ``Prepared``)."""
     layer = _layer(alias)
     _check_channel_name(layer, channel)
     _check_message(channel, message)
@@ -111,7 +118,7 @@ def prepare(
         payload[_RESERVED_KEY] = channel
     member = _serialise(layer, channel, payload)
     _check_size(channel, member)
-    return Prepared(channel, alias, layer, payload, member)
+    return Prepared(channel, alias, layer, payload, member, priority)
 
 
 def deliver(prepared: Prepared, due_at: float | None = None) -> None:
@@ -141,10 +148,10 @@ def redis_send_sync(prepared: Prepared, due_at: float | None = None) -> None:
     layer, member = _redis_parts(prepared)
     sender = sync_sender(layer)
     if due_at is not None and due_at > time.time():
-        sender.defer(prepared.channel, member, due_at)
+        sender.defer(prepared.channel, member, due_at, prepared.priority)
         return
     capacity = _capacity(prepared)
-    if sender.send(prepared.channel, member, capacity) is None:
+    if sender.send(prepared.channel, member, capacity, prepared.priority) is None:
         raise _full(prepared, capacity)
 
 
@@ -153,10 +160,10 @@ async def redis_send(prepared: Prepared, due_at: float | None = None) -> None:
     layer, member = _redis_parts(prepared)
     sender = send_loop().sender(layer)
     if due_at is not None and due_at > time.time():
-        await sender.defer(prepared.channel, member, due_at)
+        await sender.defer(prepared.channel, member, due_at, prepared.priority)
         return
     capacity = _capacity(prepared)
-    if await sender.send(prepared.channel, member, capacity) is None:
+    if await sender.send(prepared.channel, member, capacity, prepared.priority) is None:
         raise _full(prepared, capacity)
 
 

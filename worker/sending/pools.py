@@ -59,29 +59,41 @@ class _Channels:
         # next() on itertools.cycle is atomic under the GIL, so threads may share it.
         self._next_host = itertools.cycle(range(len(layer.hosts)))
 
-    def host_for(self, channel: str) -> int:
-        """The host channels-redis picks: fixed for ``!`` channels, else round robin."""
-        if "!" in channel:
+    def host_for(self, channel: str, priority: int | None = None) -> int:
+        """The host channels-redis picks: fixed for ``!`` channels, else round robin.
+
+        A message with a ``priority`` (a task) goes to the channel's own host, picked by the
+        channel name as for ``!`` channels, so every level of its queue is on one host and the
+        order between them holds across the layer's hosts.
+        """
+        if "!" in channel or priority is not None:
             return int(self.layer.consistent_hash(channel))
         return next(self._next_host)
 
-    def send_arguments(self, channel: str, member: bytes, capacity: int) -> tuple[str, list[Any]]:
+    def send_arguments(
+        self, channel: str, member: bytes, capacity: int, priority: int | None = None
+    ) -> tuple[list[str], list[Any]]:
         layer = self.layer
         key = channel_key(
             layer.prefix, channel, layer.non_local_name(channel) if "!" in channel else None
         )
+        keys = ChannelKeys.for_channel(layer.prefix, channel)
         expiry = int(layer.expiry)
         now = time.time()
-        return key, [int(now) - expiry, capacity, member, now, expiry]
+        return [key, keys.levels], [
+            *(int(now) - expiry, capacity, member, now, expiry),
+            *(priority or 0, keys.level_prefix),
+        ]
 
-    def delayed_key(self, channel: str) -> str:
-        return ChannelKeys.for_channel(self.layer.prefix, channel).delayed
+    def defer_keys(self, channel: str) -> list[str]:
+        keys = ChannelKeys.for_channel(self.layer.prefix, channel)
+        return [keys.delayed, keys.member_levels]
 
-    def defer_arguments(self, member: bytes, due_at: float) -> list[Any]:
+    def defer_arguments(self, member: bytes, due_at: float, priority: int | None) -> list[Any]:
         # The delayed set lasts until the message is due and then as long as the layer keeps
         # a message (scripts/defer.lua).
         lifetime_s = math.ceil(max(0.0, due_at - time.time()) + float(self.layer.expiry))
-        return [member, due_at, lifetime_s]
+        return [member, due_at, lifetime_s, priority or 0]
 
     def out_of_memory(
         self, index: int, channel: str, error: redis.ResponseError, memory: Mapping[str, Any]
@@ -116,21 +128,28 @@ class SyncSender(_Channels):
         super().__init__(layer)
         self.clients = [redis.Redis(connection_pool=sync_pool(host)) for host in layer.hosts]
 
-    def send(self, channel: str, member: bytes, capacity: int) -> int | None:
-        """Add ``member`` to ``channel``; the host index, or None when the channel is full."""
-        index = self.host_for(channel)
-        key, args = self.send_arguments(channel, member, capacity)
-        return index if self._run(index, channel, SEND, [key], args) else None
+    def send(
+        self, channel: str, member: bytes, capacity: int, priority: int | None = None
+    ) -> int | None:
+        """Add ``member`` to ``channel``; the host index, or None when the channel is full.
 
-    def defer(self, channel: str, member: bytes, due_at: float) -> None:
+        ``priority`` (-100 to 100, a task's) queues it at that level on the channel's host.
+        """
+        index = self.host_for(channel, priority)
+        keys, args = self.send_arguments(channel, member, capacity, priority)
+        return index if self._run(index, channel, SEND, keys, args) else None
+
+    def defer(
+        self, channel: str, member: bytes, due_at: float, priority: int | None = None
+    ) -> None:
         """Park ``member`` in the channel's delayed set until ``due_at`` (epoch seconds).
 
         Workers consuming the channel move it to the head of the channel once it is due, as
         they do with retries; the delayed set is not trimmed by the layer's expiry.
         """
-        index = self.host_for(channel)
-        args = self.defer_arguments(member, due_at)
-        self._run(index, channel, DEFER, [self.delayed_key(channel)], args)
+        index = self.host_for(channel, priority)
+        args = self.defer_arguments(member, due_at, priority)
+        self._run(index, channel, DEFER, self.defer_keys(channel), args)
 
     def _run(
         self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
@@ -170,18 +189,22 @@ class AsyncSender(_Channels):
             self.clients = [Redis(connection_pool=create_pool(host)) for host in self.layer.hosts]
         return self.clients[index]
 
-    async def send(self, channel: str, member: bytes, capacity: int) -> int | None:
+    async def send(
+        self, channel: str, member: bytes, capacity: int, priority: int | None = None
+    ) -> int | None:
         """``SyncSender.send()`` on the send loop."""
-        index = self.host_for(channel)
-        key, args = self.send_arguments(channel, member, capacity)
-        sent = await self._run(index, channel, SEND, [key], args)
+        index = self.host_for(channel, priority)
+        keys, args = self.send_arguments(channel, member, capacity, priority)
+        sent = await self._run(index, channel, SEND, keys, args)
         return index if sent else None
 
-    async def defer(self, channel: str, member: bytes, due_at: float) -> None:
+    async def defer(
+        self, channel: str, member: bytes, due_at: float, priority: int | None = None
+    ) -> None:
         """``SyncSender.defer()`` on the send loop."""
-        index = self.host_for(channel)
-        args = self.defer_arguments(member, due_at)
-        await self._run(index, channel, DEFER, [self.delayed_key(channel)], args)
+        index = self.host_for(channel, priority)
+        args = self.defer_arguments(member, due_at, priority)
+        await self._run(index, channel, DEFER, self.defer_keys(channel), args)
 
     async def _run(
         self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]

@@ -2,19 +2,22 @@
 
 Sync task functions run in a thread of their own with Django's ``close_old_connections()``
 around the call, as Channels' ``database_sync_to_async`` does; async ones run on the worker's
-loop. A task that raises is stored ``READY`` with its error while the worker will retry it,
-``FAILED`` on the last attempt; the exception then goes on to the worker, which retries or
-dead-letters the message as it does for any consumer.
+loop. ``RUNNING`` is stored only for a task still running after ``RUNNING_AFTER_S``
+(``tasks/running.py``). A task that raises is stored ``READY`` with its error while the worker
+will retry it, ``FAILED`` on the last attempt; the exception then goes on to the worker, which
+retries or dead-letters the message as it does for any consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 import traceback
+from collections.abc import Callable
 from inspect import iscoroutinefunction
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
@@ -25,6 +28,7 @@ from worker.errors import TaskFailed, TaskNotRunnable
 from worker.names import process_id
 from worker.tasks.backend import TASK_MESSAGE_TYPE, ChannelLayerBackend
 from worker.tasks.compat import (
+    InvalidTask,
     TaskContext,
     TaskError,
     TaskResult,
@@ -34,10 +38,19 @@ from worker.tasks.compat import (
     task_finished,
     task_started,
 )
-from worker.tasks.results import Attempts, from_record, raw_return_value, set_return_value
+from worker.tasks.results import (
+    Attempts,
+    from_record,
+    load_task,
+    raw_return_value,
+    set_return_value,
+)
+from worker.tasks.running import RunningMark
 from worker.tasks.unrunnable import UnrunnableTask, argument_problem, task_error
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from routing.types import Message, Receive, Scope, Send
     from worker.tasks.results import ResultStore
 
@@ -45,6 +58,11 @@ if TYPE_CHECKING:
 # What a task message must carry; ChannelLayerBackend.enqueue() sends these and a few more.
 _REQUIRED = ("task_id", "task", "backend", "queue_name", "priority", "args", "kwargs")
 
+
+T = TypeVar("T")
+
+#: Why a task cannot run: the error to store and the reason for the dead letter.
+_Problem = tuple[TaskError, str]
 
 if TYPE_CHECKING:
     _Context = TaskContext[..., Any]
@@ -68,8 +86,10 @@ class ChannelTaskContext(_Context):  # type: ignore[misc]
 class TaskConsumer:
     """ASGI application for one task channel instance: runs each ``task.run`` message."""
 
-    def __init__(self, max_attempts: int = 1) -> None:
+    def __init__(self, max_attempts: int = 1, executor: ThreadPoolExecutor | None = None) -> None:
         self.max_attempts = max_attempts
+        #: Where sync task functions run; None: the event loop's default executor.
+        self.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
@@ -87,14 +107,17 @@ class TaskConsumer:
                     f"{', '.join(map(repr, missing))}; task messages are sent by "
                     "ChannelLayerBackend.enqueue()."
                 )
-            await TaskRun(message, self.max_attempts).run()
+            await TaskRun(message, self.max_attempts, self.executor).run()
 
 
 class TaskRun:
     """One attempt at one task."""
 
-    def __init__(self, message: Message, max_attempts: int) -> None:
+    def __init__(
+        self, message: Message, max_attempts: int, executor: ThreadPoolExecutor | None = None
+    ) -> None:
         self.message = message
+        self.executor = executor
         self.attempt = int(message.get(ATTEMPT_KEY, 1))
         self.final = self.attempt >= max_attempts
         self.max_attempts = max_attempts
@@ -112,25 +135,88 @@ class TaskRun:
         self.store: ResultStore = backend.store
         self.worker_id = process_id()
         self.result: TaskResult[..., Any]
+        #: Writes RUNNING once the function has run for RUNNING_AFTER_S.
+        self.mark = RunningMark.written()
 
     async def run(self) -> None:
-        record = await _load(self.store, self.message)
+        pending: tuple[TaskResult[..., Any], _Problem | None] | None = None
+        if _runs_in_a_thread(self.message):
+            # One hop for a sync task: its thread loads the result and stores the outcome
+            # through the sync pools, instead of crossing to the send loop's thread first.
+            self.mark = RunningMark()
+            self.mark.arm()
+            pending = await sync_to_async(
+                self._run_sync_from_start, thread_sensitive=False, executor=self.executor
+            )()
+            if pending is None:
+                return
+            await self.mark.aclose()
+            self.mark = RunningMark.written()
+        if pending is None:
+            record = await self._in_thread(self.store.load_sync, self.message["task_id"])
+            pending = self._checked(record or _from_message(self.message))
+        loaded, problem = pending
+        if problem is not None:
+            await self._not_runnable(loaded, *problem)
+        self.result = self._started(loaded)
+        if iscoroutinefunction(self.result.task.func):
+            self.mark = RunningMark()
+            self.mark.start(self._running_write())
+            self.mark.arm()
+            await self._run_async()
+        else:
+            await self.store.asave(self.result, attempts=self._attempts())
+            await sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)()
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Redis work of an async task through the sync pools, in the channel's thread pool.
+
+        A hop to a pool thread costs a fraction of one to the send loop's thread and back, and
+        the channel's pool has a thread for each instance.
+        """
+        call = functools.partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def _running_write(self) -> Callable[[], None]:
+        started, attempts = self.result, self._attempts()
+        return lambda: self.store.save_sync(started, attempts=attempts)
+
+    def _checked(self, record: dict[str, Any]) -> tuple[TaskResult[..., Any], _Problem | None]:
+        """The stored result, and why the task cannot run (an error and a reason) if it cannot."""
         bad_arguments = argument_problem(record.get("args"), record.get("kwargs"))
         if bad_arguments is not None:
             # Stored without them; the dead letter keeps the message as it was sent.
             record = record | {"args": [], "kwargs": {}}
         loaded = from_record(record)
         if isinstance(loaded.task, UnrunnableTask):
-            await self._not_runnable(loaded, loaded.task.error, loaded.task.reason)
+            return loaded, (loaded.task.error, loaded.task.reason)
         if bad_arguments is not None:
-            reason = f"its arguments do not decode: {bad_arguments}"
-            await self._not_runnable(loaded, task_error(bad_arguments), reason)
-        self.result = self._started(loaded)
-        await self.store.asave(self.result, attempts=self._attempts())
-        if iscoroutinefunction(self.result.task.func):
-            await self._run_async()
-        else:
-            await sync_to_async(self._run_sync, thread_sensitive=False)()
+            return loaded, (
+                task_error(bad_arguments),
+                f"its arguments do not decode: {bad_arguments}",
+            )
+        return loaded, None
+
+    def _run_sync_from_start(self) -> tuple[TaskResult[..., Any], _Problem | None] | None:
+        """Load and run a sync task in this thread; None once it has run.
+
+        What the worker's loop must do instead (a task that cannot run, or whose stored
+        function turned out to be async) goes back to it.
+        """
+        try:
+            record = self.store.load_sync(self.message["task_id"]) or _from_message(self.message)
+            loaded, problem = self._checked(record)
+            if problem is not None or iscoroutinefunction(loaded.task.func):
+                return loaded, problem
+            self.result = self._started(loaded)
+            self.mark.start(self._running_write())
+            self._run_sync()
+            return None
+        except BaseException:
+            # A load that failed (Redis down) or an error before the outcome: the mark must
+            # stop looking, whether or not the worker's loop still awaits this thread.
+            self.mark.close()
+            raise
 
     def _run_sync(self) -> None:
         close_old_connections()
@@ -140,11 +226,13 @@ class TaskRun:
                 value = normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
             except BaseException as error:
                 self.result = self._failed(error)
+                self.mark.close()
                 self.store.save_sync(self.result, attempts=self._attempts())
                 if self.result.is_finished:
                     task_finished.send(type(self.backend), task_result=self.result)
                 _reraise(error)
             self.result = self._succeeded(value)
+            self.mark.close()
             self.store.save_sync(self.result, attempts=self._attempts())
             task_finished.send(type(self.backend), task_result=self.result)
         finally:
@@ -158,18 +246,21 @@ class TaskRun:
             )
         except asyncio.CancelledError:
             # A timeout or a shutdown: either way the worker runs it again, or gives up on it.
+            await self.mark.aclose()
             await self.store.asave(
                 self._replace(status=TaskResultStatus.READY), attempts=self._attempts()
             )
             raise
         except BaseException as error:
             self.result = self._failed(error)
-            await self.store.asave(self.result, attempts=self._attempts())
+            await self.mark.aclose()
+            await self._in_thread(self.store.save_sync, self.result, attempts=self._attempts())
             if self.result.is_finished:
                 await task_finished.asend(type(self.backend), task_result=self.result)
             _reraise(error)
         self.result = self._succeeded(value)
-        await self.store.asave(self.result, attempts=self._attempts())
+        await self.mark.aclose()
+        await self._in_thread(self.store.save_sync, self.result, attempts=self._attempts())
         await task_finished.asend(type(self.backend), task_result=self.result)
 
     async def _not_runnable(
@@ -246,14 +337,20 @@ class TaskRun:
         return new
 
 
-async def _load(store: ResultStore, message: Message) -> dict[str, Any]:
-    """The stored record of the task, or one built from the message when it has expired."""
-    record = await store.aload(message["task_id"])
-    if record is not None:
-        return record
+def _from_message(message: Message) -> dict[str, Any]:
+    """A record built from the task's message, for a result that has expired."""
     return {key: value for key, value in message.items() if key != "type"} | {
         "id": message["task_id"]
     }
+
+
+def _runs_in_a_thread(message: Message) -> bool:
+    """Whether the message names a sync task function (one that imports)."""
+    try:
+        task = load_task(message["task"])
+    except InvalidTask:
+        return False
+    return not iscoroutinefunction(task.func)
 
 
 def _reraise(error: BaseException) -> NoReturn:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,12 @@ from worker.names import task_channel
 from worker.sending.pools import send_loop, sync_sender
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 from worker.tasks.unrunnable import unrunnable_task
-from worker.transport.keys import task_progress_key, task_recent_key, task_result_key
+from worker.transport.keys import (
+    task_progress_key,
+    task_recent_key,
+    task_rerun_key,
+    task_result_key,
+)
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -313,6 +319,22 @@ class ResultStore:
 
     def load_sync(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(self._sync_client(result_id).get(self._key(result_id)))
+
+    def rerun_sync(self, result_id: str, enqueue: Callable[[], str]) -> tuple[str, bool]:
+        """Enqueue a result's task again once: ``(new id, True)`` the first time, then the id
+        of that first run and False (the claim lives as long as a result)."""
+        client, key = self._sync_client(result_id), task_rerun_key(self.layer.prefix, result_id)
+        ttl_s = math.ceil(self.ttl_s)
+        if not client.set(key, "", nx=True, ex=ttl_s):
+            earlier: Any = client.get(key)
+            return _text(earlier or b""), False
+        try:
+            new_id = enqueue()
+        except BaseException:
+            client.delete(key)
+            raise
+        client.set(key, new_id, ex=ttl_s)
+        return new_id, True
 
     def delete_sync(self, result_id: str) -> None:
         with self._sync_client(result_id).pipeline(transaction=False) as pipe:

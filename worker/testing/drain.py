@@ -33,6 +33,7 @@ from worker.ops.stats import Stats
 from worker.tasks.channels import with_task_channels
 from worker.transport.keys import ChannelKeys
 from worker.transport.layer import check_layer, connect
+from worker.transport.queue import queued_by_level
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -145,11 +146,11 @@ async def _left(
         queued = leased = due = 0
         for client in clients:
             async with client.pipeline(transaction=False) as pipe:
-                pipe.zcard(keys.queue)
                 pipe.zcard(keys.inflight)
                 pipe.zcount(keys.delayed, "-inf", due_before)
                 counts = await pipe.execute()
-            queued, leased, due = queued + counts[0], leased + counts[1], due + counts[2]
+            queued += sum(await queued_by_level(client, keys))
+            leased, due = leased + counts[0], due + counts[1]
         if queued or leased or due:
             parts.append(f"{channel!r}: {queued} queued, {leased} in flight, {due} delayed")
     return "; ".join(parts)

@@ -22,6 +22,8 @@ from worker.errors import CREDENTIALS, redis_fault
 from worker.transport.connection import call, dedicated_connection
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
@@ -37,12 +39,15 @@ class ArrivalWatch:
     """Receives the key notices of one channel's poller on one host; sets ``arrived`` for its key.
 
     The poller's connection sends its notices here (``REDIRECT`` to ``client_id``); notices
-    about other keys its pops read are counted and ignored.
+    about other keys its pops read are counted and ignored, except those about ``also``: the
+    channel's index of priority levels gains a level when a message of another priority
+    arrives at an empty channel.
     """
 
-    def __init__(self, redis: Redis, key: str, label: str) -> None:
+    def __init__(self, redis: Redis, key: str, label: str, also: Sequence[str] = ()) -> None:
         self.redis = redis
         self.key = key.encode()
+        self.wakes = {self.key, *(other.encode() for other in also)}
         self.label = label
         self.arrived = asyncio.Event()
         #: Whether notices are flowing now; while false the poller keeps to timed polling.
@@ -135,7 +140,7 @@ class ArrivalWatch:
     def _notice(self, keys: list[bytes] | None) -> None:
         """One invalidation notice: the keys modified, or None after a flush (every key)."""
         self.notices += 1
-        if keys is None or self.key in keys:
+        if keys is None or not self.wakes.isdisjoint(keys):
             self.arrived.set()
 
     async def _listen(self, connection: AbstractConnection) -> None:

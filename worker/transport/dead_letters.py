@@ -132,8 +132,11 @@ class DeadLetters:
     def keys(self, channel: str) -> ChannelKeys:
         return ChannelKeys.for_channel(self.layer.prefix, channel)
 
-    async def add(self, letter: DeadLetter, member: bytes) -> int:
-        """Store ``letter`` for ``member`` (releasing its lease); returns how many were trimmed."""
+    async def add(self, letter: DeadLetter, member: bytes, level: int = 0) -> int:
+        """Store ``letter`` for ``member`` (releasing its lease); returns how many were trimmed.
+
+        ``level``: the priority it was queued at, where ``requeue()`` puts it back.
+        """
         keys = self.keys(letter.channel)
         client = self.clients[letter.host_index]
         letter.size_bytes = len(member)
@@ -148,6 +151,8 @@ class DeadLetters:
                 keys.dead,
                 keys.dead_records,
                 keys.dead_members,
+                keys.member_levels,
+                keys.dead_levels,
             ],
             [
                 member,
@@ -157,6 +162,7 @@ class DeadLetters:
                 letter.to_json(),
                 self.bounds.max_count,
                 self.bounds.max_age_s,
+                level,
             ],
         )
         return int(trimmed)
@@ -178,6 +184,32 @@ class DeadLetters:
             ]
         letters.sort(key=lambda letter: letter.dead_at)
         return letters[:limit] if limit is not None else letters
+
+    async def window(self, channel: str, offset: int, limit: int) -> Sequence[DeadLetter]:
+        """Up to ``limit`` dead letters of ``channel``, newest first, from the ``offset``-th on.
+
+        Reads only the ids up to ``offset + limit`` and the records of the window, so a page of
+        a large store stays cheap.
+        """
+        keys = self.keys(channel)
+        # One host: the window itself; several: each host's first offset + limit, merged.
+        start = offset if len(self.clients) == 1 else 0
+        windows: Any = [
+            await client.zrevrange(keys.dead, start, offset + limit - 1, withscores=True)
+            for client in self.clients
+        ]
+        newest = sorted(
+            ((float(score), index, one) for index, ids in enumerate(windows) for one, score in ids),
+            key=lambda entry: entry[0],
+            reverse=True,
+        )[offset - start : offset - start + limit]
+        letters: Any = []
+        for index, client in enumerate(self.clients):
+            chosen = [one for _, host, one in newest if host == index]
+            if chosen:
+                records: Any = await client.hmget(keys.dead_records, chosen)
+                letters += [DeadLetter.from_json(r, index) for r in records if r is not None]
+        return sorted(letters, key=lambda letter: letter.dead_at, reverse=True)
 
     async def show(self, channel: str, letter_id: str) -> DeadLetter | None:
         """One dead letter with its decoded message (or raw bytes when undecodable)."""
@@ -212,8 +244,11 @@ class DeadLetters:
                         keys.dead_members,
                         keys.attempts,
                         keys.first_attempt,
+                        keys.levels,
+                        keys.member_levels,
+                        keys.dead_levels,
                     ],
-                    [one, time.time(), int(self.layer.expiry)],
+                    [one, time.time(), int(self.layer.expiry), keys.level_prefix],
                 )
                 count += int(moved)
         return count
@@ -224,7 +259,8 @@ class DeadLetters:
         count = 0
         for client in self.clients:
             count += int(await client.zcard(keys.dead))
-            await client.delete(keys.dead, keys.dead_records, keys.dead_members)
+            # UNLINK: a store of many letters is freed in the background, not while Redis waits.
+            await client.unlink(keys.dead, keys.dead_records, keys.dead_members, keys.dead_levels)
         return count
 
     async def count(self, channel: str) -> int:

@@ -60,7 +60,8 @@ class PopConnection:
             await self._track(connection, self.watch)
         sha, source = await self.queue.pop_script()
         queue = self.queue
-        command = ("EVALSHA", sha, 4, *queue.pop_keys(), *queue.pop_args(count, lease_deadline))
+        keys = queue.pop_keys()
+        command = ("EVALSHA", sha, len(keys), *keys, *queue.pop_args(count, lease_deadline))
         try:
             try:
                 reply = await call(connection, *command)
@@ -81,6 +82,9 @@ class PopConnection:
 
     async def wait_pop(self, timeout_s: float) -> Popped | None:
         """Take the oldest message, waiting up to ``timeout_s`` for one to arrive (no lease).
+
+        Only priority 0 is waited on: a message of another priority that arrives meanwhile is
+        taken by the next ``pop()``, after this wait ends.
 
         The size of the attempt records rides along in the same round trip: when there are none,
         the popped message has none either (a message's record is written before it re-enters

@@ -34,6 +34,9 @@ _HELPERS = {
     "wrong_type": "key_types",
     "keep_for": "lifetime",
     "requeue_at_head": "requeue_at_head",
+    "level_key": "levels",
+    "levels_of": "levels",
+    "requeue_by_level": "levels",
 }
 #: The first Redis version that reads a script's shebang and flags.
 FLAGS_SINCE = (7, 0)
@@ -78,10 +81,20 @@ def _load(name: str) -> Script:
     shebang, _, body = text.partition("\n") if text.startswith("#!") else ("", "", text)
     if not shebang:
         raise ValueError(f"transport/lua/{name}.lua has no '#!lua' line declaring its flags")
-    helpers = "".join(
-        _read(helper) for function, helper in _HELPERS.items() if f"{function}(" in body
-    )
+    helpers = "".join(_read(helper) for helper in _helpers_used(body))
     return Script(name, f"{shebang}\n{helpers}{body}", helpers + body)
+
+
+def _helpers_used(body: str) -> list[str]:
+    """The helper files ``body`` calls, with those they call in turn, in ``_HELPERS`` order."""
+    used: set[str] = set()
+    text = body
+    while True:
+        more = {h for f, h in _HELPERS.items() if h not in used and f"{f}(" in text}
+        if not more:
+            return [helper for helper in dict.fromkeys(_HELPERS.values()) if helper in used]
+        used |= more
+        text += "".join(_read(helper) for helper in more)
 
 
 # Where each pool's server has been asked once; keyed by the pool, so a client built from the
@@ -170,3 +183,7 @@ DEAD_LETTER = _load("dead_letter")
 REQUEUE_DEAD = _load("requeue_dead")
 #: Keep a task's last progress report as long as its result.
 KEEP_PROGRESS = _load("keep_progress")
+#: Claim one tick of a schedule for one worker, under a lease.
+SCHEDULE_CLAIM = _load("schedule_claim")
+#: Mark a claimed tick fired and record the run, or give the claim up after a failed send.
+SCHEDULE_FIRED = _load("schedule_fired")

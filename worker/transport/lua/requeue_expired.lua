@@ -2,11 +2,15 @@
 -- Flags: allow-oom. The messages of a dead worker's leases move back to the channel, adding
 -- only an attempt count; refused under maxmemory they would be stranded while Redis is full.
 -- Leases that ran out belong to a worker that died (or stalled): count the attempt and put the
--- message back at the head. KEYS: queue, inflight, attempts, first_attempt.
--- ARGV: now, expiry, limit. Returns the members put back.
--- Uses wrong_type (key_types.lua), keep_for (lifetime.lua) and requeue_at_head
--- (requeue_at_head.lua), prepended when loaded.
-local refused = wrong_type({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'hash', KEYS[4], 'hash'})
+-- message back at the head of its priority level. KEYS: queue, inflight, attempts,
+-- first_attempt, levels index, member levels. ARGV: now, expiry, limit, level key prefix.
+-- Returns the members put back.
+-- Uses wrong_type (key_types.lua), keep_for (lifetime.lua) and requeue_by_level (levels.lua),
+-- prepended when loaded.
+local refused = wrong_type({
+    KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'hash', KEYS[4], 'hash', KEYS[5], 'zset',
+    KEYS[6], 'hash',
+})
 if refused then return redis.error_reply(refused) end
 local now, expiry = tonumber(ARGV[1]), tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
@@ -21,5 +25,5 @@ if #expired > 0 then
     keep_for(KEYS[3], expiry)
     keep_for(KEYS[4], expiry)
 end
-requeue_at_head(KEYS[1], expired, now, expiry)
+requeue_by_level({KEYS[1], KEYS[5], KEYS[6], ARGV[4]}, expired, now, expiry)
 return expired

@@ -2,15 +2,34 @@
 -- Flags: none, so Redis 7 refuses the script under maxmemory with noeviction (an OOM error
 -- reply), exactly as it refuses the layer's own ZADD: a new message is what fills Redis, and
 -- nothing is written before the refusal.
--- channels-redis's send in one round trip: refuse at capacity, add the member scored by its
--- send time, drop expired members, refresh the key's expiry. KEYS: channel key.
--- ARGV: expired cutoff, capacity, member, score, expiry. Returns 1 when sent, 0 when full.
--- The count comes first and the ZADD is the first write: Redis 6, which runs this without its
+-- channels-redis's send in one round trip: refuse at capacity (counting every priority level
+-- of the channel), add the member scored by its send time, drop expired members, refresh the
+-- key's expiry. Priority 0 goes to the channel key exactly as channels-redis's send; another
+-- level to its own key (levels.lua), recorded in the index. A queued message's level is the key
+-- it is in: nothing else records it, so nothing outlives it when the layer's expiry drops it.
+-- KEYS: channel key, levels index. ARGV: expired cutoff, capacity, member, score, expiry, level,
+-- level key prefix. Returns 1 when sent, 0 when full.
+-- The counts come first and the ZADD is the first write: Redis 6, which runs this without its
 -- shebang, checks maxmemory only at a script's first write, and only for a write that can
 -- grow memory.
-local live = redis.call('ZCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[1], 0, ARGV[1])
-if live >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+-- Uses keep_for (lifetime.lua) and level_key (levels.lua), prepended when loaded.
+local cutoff, level = ARGV[1], tonumber(ARGV[6])
+local function live(key)
+    return redis.call('ZCARD', key) - redis.call('ZCOUNT', key, 0, cutoff)
+end
+local count = live(KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    for _, other in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+        count = count + live(ARGV[7] .. other)
+    end
+end
+if count >= tonumber(ARGV[2]) then return 0 end
+local key = level_key(KEYS[1], ARGV[7], level)
+redis.call('ZADD', key, ARGV[4], ARGV[3])
+if level ~= 0 then
+    redis.call('ZADD', KEYS[2], level, level)
+    keep_for(KEYS[2], tonumber(ARGV[5]))
+end
+redis.call('ZREMRANGEBYSCORE', key, 0, cutoff)
+redis.call('EXPIRE', key, ARGV[5])
 return 1

@@ -1,0 +1,1 @@
+"""Periodic schedules: their definitions in settings, their ticks, and the loop that fires each."""

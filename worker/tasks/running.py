@@ -1,0 +1,109 @@
+"""When a task's ``RUNNING`` state is written: only once its function has run ``RUNNING_AFTER_S``.
+
+A task that ends sooner has its outcome written alone (its start times are in it), which saves
+one Redis round trip and one result write per task; a task that runs longer shows ``RUNNING``
+while it runs, and its outcome is never written before a ``RUNNING`` write that has begun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+#: A task still running after this long (seconds) has its ``RUNNING`` state written.
+RUNNING_AFTER_S = 0.005
+
+
+class RunningMark:
+    """Writes ``RUNNING`` for one attempt at a task if it runs past ``RUNNING_AFTER_S``.
+
+    ``arm()`` on the worker's loop starts looking; ``start(write)`` (from any thread) says the
+    function starts now and how to write, and ``RUNNING`` is written ``after_s`` later.
+    ``close()`` (from the task's thread) or ``aclose()`` (on the loop) comes before the outcome
+    is written, and waits for a ``RUNNING`` write that has begun. The write itself runs in the
+    loop's default executor, so it completes even when the loop stops first.
+    """
+
+    def __init__(self, after_s: float = RUNNING_AFTER_S) -> None:
+        self._write: Callable[[], None] | None = None
+        self._started_at = 0.0
+        self._after_s = after_s
+        self._lock = threading.Lock()
+        self._begun = False
+        self._closed = False
+        self._written = threading.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._future: asyncio.Future[None] | None = None
+
+    @classmethod
+    def written(cls) -> RunningMark:
+        """A mark for an attempt whose ``RUNNING`` state is already stored."""
+        mark = cls()
+        mark._closed = True
+        return mark
+
+    def arm(self, delay_s: float | None = None) -> None:
+        """Start the clock; call on the worker's loop."""
+        if not self._closed:
+            delay_s = self._after_s if delay_s is None else delay_s
+            self._timer = asyncio.get_running_loop().call_later(delay_s, self._begin)
+
+    def start(self, write: Callable[[], None]) -> None:
+        """The function starts now; ``write`` stores its ``RUNNING`` state (any thread)."""
+        with self._lock:
+            self._write = write
+            self._started_at = time.monotonic()
+
+    def _begin(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._write is None:
+                # Still loading the result in the task's thread: look again later.
+                self.arm()
+                return
+            # The function's own time counts, not the load before it.
+            left_s = self._started_at + self._after_s - time.monotonic()
+            if left_s > 0:
+                self.arm(left_s)
+                return
+            self._begun = True
+        try:
+            self._future = asyncio.get_running_loop().run_in_executor(None, self._write_now)
+        except RuntimeError:
+            # The loop's executor is shut down: the worker is stopping, nothing waits to write.
+            self._written.set()
+
+    def _write_now(self) -> None:
+        try:
+            assert self._write is not None
+            self._write()
+        except Exception as error:
+            # The outcome write comes next and reports a Redis that is down; RUNNING is only
+            # what a reader sees meanwhile.
+            logger.warning("Could not store a task's RUNNING state: %s", error)
+        finally:
+            self._written.set()
+
+    def close(self) -> None:
+        """No ``RUNNING`` write starts from now on; wait for one that has begun (any thread)."""
+        with self._lock:
+            self._closed = True
+            begun = self._begun
+        if begun:
+            self._written.wait()
+
+    async def aclose(self) -> None:
+        """``close()`` on the worker's loop."""
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            begun = self._begun
+        if begun and self._future is not None:
+            await asyncio.shield(self._future)
