@@ -9,7 +9,6 @@ whose listener died or whose event loop hangs is not. The Redis record lets
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.errors import REDIS_DOWN, redis_fault
+from worker.errors import redis_fault
 from worker.ops.health_files import (
     HEALTH_DIR_ENV,
     SETTINGS_ENV,
@@ -235,13 +234,19 @@ class HealthReporter:
 
     async def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-        with contextlib.suppress(*REDIS_DOWN):
+        try:
             async with self.clients[0].pipeline(transaction=False) as pipe:
                 pipe.delete(health_key(self.prefix, self.worker_id))
                 # Marked expired rather than removed, so the index outlives the last worker
                 # and ``status`` never falls back to SCAN; the next report of any worker drops it.
                 pipe.zadd(health_index_key(self.prefix), {self.worker_id: 0}, xx=True)
                 await pipe.execute()
+        except Exception as error:
+            # Redis away or refusing writes (a full Redis refuses the ZADD, never the DEL): the
+            # record expires by itself, and a stop must not fail on it.
+            if redis_fault(error) is None:
+                raise
+            logger.debug("Health record not removed from Redis: %r", error)
 
 
 def write_health(
