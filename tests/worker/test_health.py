@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -557,6 +558,54 @@ def test_runworker_refuses_a_health_directory_that_is_not_private_and_ours(
 
 
 # Records are per project: a probe counts only its own project's workers
+
+
+def planted(directory: Path, name: str, channels: list[str], updated_ago_s: float = 0.0) -> None:
+    """A record of this live process under ``name``, as a worker serving ``channels``."""
+    record = dataclasses.replace(
+        healthy_record(),
+        worker_id=f"host:1:{name}",
+        channels=channels,
+        interval_s=1.0,
+        updated_at=time.time() - updated_ago_s,
+    )
+    (directory / f"{name}.json").write_text(record.to_json())
+
+
+def test_check_fails_when_one_of_two_processes_serving_the_channel_is_hung(
+    tmp_path: Path,
+) -> None:
+    directory = private_dir(tmp_path / "health")
+    planted(directory, "first", ["jobs"])
+    planted(directory, "second", ["jobs"])
+    assert check(["jobs"], directory) == (
+        True,
+        "healthy: 2 workers (host:1:first, host:1:second) serving jobs",
+    )
+
+    planted(directory, "second", ["jobs"], updated_ago_s=30)
+    healthy, line = check(["jobs"], directory)
+    assert not healthy
+    assert line == (
+        "worker host:1:second last reported 30 s ago (every 1 s expected): hung or stopped"
+    )
+
+
+def test_check_ignores_a_hung_worker_of_other_channels_and_counts_channels_served_together(
+    tmp_path: Path,
+) -> None:
+    directory = private_dir(tmp_path / "health")
+    planted(directory, "jobs", ["jobs"])
+    planted(directory, "mail", ["mail"])
+    planted(directory, "reports", ["reports"], updated_ago_s=30)
+
+    assert check(["jobs", "mail"], directory) == (
+        True,
+        "healthy: 2 workers (host:1:jobs, host:1:mail) serving jobs, mail",
+    )
+    healthy, line = check(["jobs", "tasks.default"], directory)
+    assert not healthy
+    assert "does not serve 'tasks.default'" in line
 
 
 def test_check_in_a_shared_directory_counts_only_records_of_its_settings_module(

@@ -206,7 +206,7 @@ def _add_operations_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="health probe: exit 0 if this host's worker is alive and serves CHANNELs, else 1",
+        help="health probe: exit 0 if this host's workers serve CHANNELs and are alive, else 1",
     )
     parser.add_argument(
         "--health-interval-s",

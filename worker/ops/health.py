@@ -275,10 +275,12 @@ def pid_alive(pid: int) -> bool:
 def check(
     channels: list[str], directory: Path | None = None, settings_module: str | None = None
 ) -> tuple[bool, str]:
-    """Whether a worker of this project on this host serves ``channels``, and one line why.
+    """Whether the workers of this project on this host serve ``channels``, and one line why.
 
-    The project is ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given). Records of
-    other projects or other users, and links, are not counted.
+    Healthy when together they serve every channel and each one that serves any of them (each
+    process of ``--processes``, each unit on the host) is alive and healthy. The project is
+    ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given). Records of other projects or
+    other users, and links, are not counted.
     """
     settings_module = settings_module or os.environ.get(SETTINGS_ENV)
     if directory is None:
@@ -288,27 +290,44 @@ def check(
     if os.path.lexists(directory) and (problem := directory_problem(directory)) is not None:
         return False, f"{problem}: its health records are not trusted"
     now = time.time()
-    reasons: list[str] = []
-    for record in _live_records(directory, settings_module):
-        missing = [channel for channel in channels if channel not in record.channels]
-        if record.stale(now):
-            reasons.append(
-                f"worker {record.worker_id} last reported {now - record.updated_at:.0f} s ago "
-                f"(every {record.interval_s:g} s expected): hung or stopped"
-            )
-        elif not record.healthy:
-            reasons.append(f"worker {record.worker_id} is unhealthy: {record.problem}")
-        elif missing:
-            reasons.append(
-                f"worker {record.worker_id} does not serve {', '.join(map(repr, missing))} "
-                f"(serves {', '.join(map(repr, record.channels))})"
-            )
-        else:
-            served = ", ".join(record.channels)
-            return True, f"healthy: worker {record.worker_id} serving {served}"
-    if not reasons:
+    records = list(_live_records(directory, settings_module))
+    # Every process of the project that serves one of the channels must be healthy: with
+    # --processes, one hung child behind a healthy one is still a sick container.
+    serving = [record for record in records if set(record.channels) & set(channels)]
+    problems = [reason for record in serving if (reason := _record_problem(record, now))]
+    if problems:
+        return False, "; ".join(problems)
+    served = {channel for record in serving for channel in record.channels}
+    missing = [channel for channel in channels if channel not in served]
+    if serving and not missing:
+        return True, _healthy_line(serving)
+    if not records:
         return False, f"no running worker on this host (no live health record in {directory})"
-    return False, "; ".join(reasons)
+    return False, "; ".join(
+        f"worker {record.worker_id} does not serve {', '.join(map(repr, missing))} "
+        f"(serves {', '.join(map(repr, record.channels))})"
+        for record in records
+    )
+
+
+def _record_problem(record: HealthRecord, now: float) -> str | None:
+    """Why this worker's record says it is not doing its job, or None."""
+    if record.stale(now):
+        return (
+            f"worker {record.worker_id} last reported {now - record.updated_at:.0f} s ago "
+            f"(every {record.interval_s:g} s expected): hung or stopped"
+        )
+    if not record.healthy:
+        return f"worker {record.worker_id} is unhealthy: {record.problem}"
+    return None
+
+
+def _healthy_line(records: list[HealthRecord]) -> str:
+    served = ", ".join(dict.fromkeys(channel for record in records for channel in record.channels))
+    if len(records) == 1:
+        return f"healthy: worker {records[0].worker_id} serving {served}"
+    ids = ", ".join(record.worker_id for record in records)
+    return f"healthy: {len(records)} workers ({ids}) serving {served}"
 
 
 def _live_records(directory: Path, settings_module: str | None) -> Iterable[HealthRecord]:
