@@ -43,3 +43,10 @@ class TaskResult(Page):
 
     class Meta(Page.Meta):
         default_permissions = ("view", "change")
+
+
+class Schedule(Page):
+    """Schedules: ``view_schedule`` to look, ``change_schedule`` to run one now."""
+
+    class Meta(Page.Meta):
+        default_permissions = ("view", "change")

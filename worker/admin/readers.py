@@ -18,6 +18,7 @@ from django.conf import settings
 
 from worker.names import is_task_channel, is_valid_channel_name
 from worker.ops.status import ChannelStatus, gather, live_workers, throughput
+from worker.schedules import status as schedule_status
 from worker.transport.dead_letters import DeadLetter, DeadLetters
 from worker.transport.layer import connect
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from worker.ops.health import HealthRecord
+    from worker.schedules.definitions import Schedule
+    from worker.schedules.status import ScheduleStatus
 
 T = TypeVar("T")
 
@@ -269,3 +272,20 @@ async def purge(layer: RedisChannelLayer, channel: str) -> int:
 def valid_channel(layer: RedisChannelLayer, channel: str) -> bool:
     """Whether ``channel`` is a channel name the worker could serve (a task channel too)."""
     return is_task_channel(channel) or is_valid_channel_name(layer, channel, process_local=False)
+
+
+async def schedule_rows(
+    layer: RedisChannelLayer, schedules: list[Schedule]
+) -> list[ScheduleStatus]:
+    """What ``channel-worker schedules`` shows for ``schedules``: a hash read per schedule, and
+    for a task its result."""
+    async with _clients(layer) as clients:
+        return await schedule_status.gather(layer, clients, schedules, time.time())
+
+
+async def run_schedule(
+    layer: RedisChannelLayer, schedule: Schedule, token: str, by: str
+) -> tuple[str, bool]:
+    """Fire ``schedule`` now as ``channel-worker schedules run`` does, once per ``token``."""
+    async with _clients(layer) as clients:
+        return await schedule_status.trigger_once(layer, clients, schedule, time.time(), token, by)

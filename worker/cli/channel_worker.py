@@ -175,7 +175,7 @@ async def _schedules(layer: Any, options: argparse.Namespace) -> int:
     from django.conf import settings
 
     from worker.schedules.setup import project_schedules
-    from worker.schedules.status import gather, lines, trigger
+    from worker.schedules.status import gather, lines, on_layer, trigger
     from worker.transport.layer import connect
 
     try:
@@ -183,7 +183,7 @@ async def _schedules(layer: Any, options: argparse.Namespace) -> int:
     except ConfigurationError as error:
         print(f"channel-worker: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    mine = [schedule for schedule in schedules.values() if schedule.layer == options.layer]
+    mine = on_layer(schedules.values(), options.layer)
     clients = connect(layer, 0.0)
     try:
         if options.action == "run":

@@ -6,6 +6,7 @@ its result's status now), the last error, and whether a tick has passed that no 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from worker.schedules.fire import fire
 from worker.schedules.loop import DEFAULT_CLAIM_LEASE_S
 from worker.schedules.ticks import fire_at, latest_tick, next_tick
 from worker.tasks.results import load_task, shown_status
+from worker.transport.keys import schedule_run_key
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
 
 #: ``last_worker`` of a run triggered with ``channel-worker schedules run``.
 TRIGGERED_BY = "channel-worker schedules run"
+#: How long a "run now" token is kept: a second post of its form within this shows the first run.
+RUN_TOKEN_LIFETIME_S = 3600
+#: What a "run now" token holds while its run is under way.
+RUN_UNDER_WAY = "under way"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +50,16 @@ class ScheduleStatus:
     last_error: str | None
     #: A tick has passed since the last run and no worker has fired it yet.
     due: bool
+    #: The id of the last run's task result, for a task schedule that enqueued one.
+    result_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def on_layer(schedules: Iterable[Schedule], layer_alias: str) -> list[Schedule]:
+    """The schedules that ``layer_alias`` serves: what ``schedules`` lists and can run."""
+    return [schedule for schedule in schedules if schedule.layer == layer_alias]
 
 
 def _claims(layer: RedisChannelLayer, clients: list[Redis], schedule: Schedule) -> TickClaims:
@@ -81,6 +94,7 @@ async def _status(
         outcome=await _outcome(schedule, state),
         last_error=_error_since_last_run(state),
         due=_latest_fire_due(schedule, now_s) > max(last_tick_s, first_seen_s),
+        result_id=state.get("last_result_id") or None,
     )
 
 
@@ -122,13 +136,46 @@ async def task_status(path: str, result_id: str) -> str:
 
 
 async def trigger(
-    layer: RedisChannelLayer, clients: list[Redis], schedule: Schedule, now_s: float
+    layer: RedisChannelLayer,
+    clients: list[Redis],
+    schedule: Schedule,
+    now_s: float,
+    by: str = TRIGGERED_BY,
 ) -> str:
-    """Fire ``schedule`` once now, outside its ticks, and record the run; what it did."""
+    """Fire ``schedule`` once now, outside its ticks, and record the run as ``by``'s; what it
+    did."""
     fired = await fire(schedule, now_s)
-    by = f"{TRIGGERED_BY} ({process_id()})"
+    by = f"{by} ({process_id()})"
     await _claims(layer, clients, schedule).record_manual(now_s, by, fired.outcome, fired.result_id)
     return fired.outcome + (f" (result {fired.result_id})" if fired.result_id else "")
+
+
+async def trigger_once(
+    layer: RedisChannelLayer,
+    clients: list[Redis],
+    schedule: Schedule,
+    now_s: float,
+    token: str,
+    by: str,
+) -> tuple[str, bool]:
+    """``trigger`` once per ``token``: what the run did, and whether this call made it.
+
+    The token is claimed in Redis before the run, so a second call with it (a form posted
+    twice) fires nothing and answers what the first did, or that it is under way. A run that
+    raises frees its token, so the same confirmation can try again.
+    """
+    client = clients[SCHEDULE_HOST_INDEX]
+    key = schedule_run_key(layer.prefix, schedule.name, token)
+    if not await client.set(key, RUN_UNDER_WAY, nx=True, ex=RUN_TOKEN_LIFETIME_S):
+        done = await client.get(key)
+        return (done.decode() if isinstance(done, bytes) else str(done or RUN_UNDER_WAY)), False
+    try:
+        done = await trigger(layer, clients, schedule, now_s, by)
+    except BaseException:
+        await client.delete(key)
+        raise
+    await client.set(key, done, ex=RUN_TOKEN_LIFETIME_S)
+    return done, True
 
 
 def _time(epoch_s: float, schedule: Schedule) -> str:

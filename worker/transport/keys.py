@@ -127,3 +127,9 @@ def schedule_state_key(prefix: str, name: str, digest: str) -> str:
 def schedule_tick_key(prefix: str, name: str, digest: str, tick_ms: int) -> str:
     """The claim of one tick of a schedule, then the mark that it fired; on the state's host."""
     return f"{prefix}{SEPARATOR}schedule-tick:{name}:{digest}:{tick_ms}"
+
+
+def schedule_run_key(prefix: str, name: str, token: str) -> str:
+    """One "run now" of a schedule, keyed by its confirmation's token: what it did, a string
+    that expires; on the state's host."""
+    return f"{prefix}{SEPARATOR}schedule-run:{name}:{token}"
