@@ -123,11 +123,11 @@ class ChannelLayerBackend(BaseTaskBackend):
         store = self.store
         result, prepared = self._prepare(task, args, kwargs)
         due_at = _due_at(result)
-        # The result first, so get_result() works as soon as a worker could run the task; a
-        # send that fails leaves no result behind.
-        store.save_sync(result, keep_until=due_at)
+        # The result ahead of the message, in its round trip when both are on one host, so
+        # get_result() works as soon as a worker could run the task; a send that fails leaves
+        # no result behind.
         try:
-            redis_send_sync(prepared, due_at)
+            redis_send_sync(prepared, due_at, along=store.along(result, keep_until=due_at))
         except BaseException:
             store.delete_sync(result.id)
             raise
@@ -141,7 +141,7 @@ class ChannelLayerBackend(BaseTaskBackend):
         store = self.store
         result, prepared = self._prepare(task, args, kwargs)
         due_at = _due_at(result)
-        # One hop to the send loop for both writes, rather than one for each.
+        # One hop to the send loop for both writes, and one round trip when on one host.
         await send_loop().acall(_store_and_send(store, result, prepared, due_at))
         await task_enqueued.asend(type(self), task_result=result)
         return result
@@ -208,9 +208,8 @@ async def _store_and_send(
     store: ResultStore, result: TaskResult[..., Any], prepared: Prepared, due_at: float | None
 ) -> None:
     """``enqueue()``'s two writes on the send loop: the result, then the message."""
-    await store.save(result, keep_until=due_at)
     try:
-        await redis_send(prepared, due_at)
+        await redis_send(prepared, due_at, along=store.along(result, keep_until=due_at))
     except BaseException:
         await store.delete(result.id)
         raise

@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 
 from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.names import task_channel
-from worker.sending.pools import send_loop, sync_sender
+from worker.sending.pools import Along, send_loop, sync_sender
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 from worker.tasks.unrunnable import unrunnable_task
 from worker.transport.keys import (
@@ -209,6 +209,11 @@ class ResultStore:
         pipe.expire(recent, ttl_s)
         pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
 
+    def along(self, result: TaskResult[..., Any], keep_until: float | None = None) -> Along:
+        """``save()``'s writes, to go in the round trip of the task's send."""
+        record, ttl_s = self._record(result, keep_until)
+        return self._host(result.id), lambda pipe: self._write(pipe, result.id, record, ttl_s)
+
     def _forget(self, pipe: Any, result_id: str) -> None:
         pipe.delete(self._key(result_id), task_progress_key(self.layer.prefix, result_id))
         pipe.zrem(task_recent_key(self.layer.prefix), result_id)
@@ -319,6 +324,23 @@ class ResultStore:
 
     def load_sync(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(self._sync_client(result_id).get(self._key(result_id)))
+
+    def swap_sync(
+        self, result: TaskResult[..., Any], attempts: Attempts | None = None
+    ) -> dict[str, Any] | None:
+        """``save_sync()`` that also returns the record it replaced, in the same round trip."""
+        record, ttl_s = self._record(result, None, attempts)
+        index = self._host(result.id)
+        sender = sync_sender(self.layer)
+        try:
+            with sender.clients[index].pipeline(transaction=False) as pipe:
+                pipe.get(self._key(result.id))
+                self._write(pipe, result.id, record, ttl_s)
+                replies: list[Any] = pipe.execute()
+        except redis.OutOfMemoryError as error:
+            channel = task_channel(result.task.queue_name)
+            raise sender.memory_refusal(index, channel, error) from error
+        return _decoded(replies[0])
 
     def rerun_sync(self, result_id: str, enqueue: Callable[[], str]) -> tuple[str, bool]:
         """Enqueue a result's task again once: ``(new id, True)`` the first time, then the id
