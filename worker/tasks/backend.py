@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
@@ -137,6 +138,11 @@ class ChannelLayerBackend(BaseTaskBackend):
     async def aenqueue(
         self, task: Task[P, R], args: Iterable[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
+        _, async_receivers = task_enqueued._live_receivers(type(self))
+        if not async_receivers:
+            # Django's own aenqueue(): task_enqueued's sync receivers need a hop to asgiref's
+            # thread anyway, and the writes go along in the same hop, through the sync pools.
+            return await sync_to_async(self.enqueue)(task, args, kwargs)
         self.validate_task(task)
         store = self.store
         result, prepared = self._prepare(task, args, kwargs)
