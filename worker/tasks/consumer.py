@@ -277,14 +277,16 @@ class TaskRun:
             try:
                 value = normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
             except BaseException as error:
-                self.result = self._failed(error)
+                # Closed first: a RUNNING write still going may add an earlier run's history
+                # to self.result, which the outcome is built from.
                 self.mark.close()
+                self.result = self._failed(error)
                 self.result = self._save_sync(self.result)
                 if self.result.is_finished:
                     task_finished.send(type(self.backend), task_result=self.result)
                 _reraise(error)
-            self.result = self._succeeded(value)
             self.mark.close()
+            self.result = self._succeeded(value)
             self.result = self._save_sync(self.result)
             task_finished.send(type(self.backend), task_result=self.result)
         finally:
@@ -305,12 +307,12 @@ class TaskRun:
             )
             raise
         except BaseException as error:
-            self.result = self._failed(error)
             await self.mark.aclose()
+            self.result = self._failed(error)
             await self._store_and_signal()
             _reraise(error)
-        self.result = self._succeeded(value)
         await self.mark.aclose()
+        self.result = self._succeeded(value)
         await self._store_and_signal()
 
     async def _store_and_signal(self) -> None:

@@ -196,23 +196,29 @@ class ResultStore:
         record = to_record(result) | (attempts.fields() if attempts is not None else {})
         return json.dumps(record), math.ceil(ttl_s)
 
-    def _write(self, pipe: Any, result_id: str, record: str, ttl_s: int) -> None:
+    def _write(
+        self, pipe: Any, result_id: str, record: str, ttl_s: int, progress: bool = True
+    ) -> None:
         """Queue the record, its place in the recent index and its progress's lifetime.
 
         The index is trimmed to ``RECENT_RESULTS_PER_HOST`` and lives as long as the result
-        written last; the last progress report lives as long as its result.
+        written last; the last progress report lives as long as its result (``progress=False``
+        for a new result, which has none yet).
         """
         recent = task_recent_key(self.layer.prefix)
         pipe.set(self._key(result_id), record, ex=ttl_s)
         pipe.zadd(recent, {result_id: time.time()})
         pipe.zremrangebyrank(recent, 0, -RECENT_RESULTS_PER_HOST - 1)
         pipe.expire(recent, ttl_s)
-        pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
+        if progress:
+            pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
 
     def along(self, result: TaskResult[..., Any], keep_until: float | None = None) -> Along:
-        """``save()``'s writes, to go in the round trip of the task's send."""
+        """A new result's writes, to go in the round trip of the task's send."""
         record, ttl_s = self._record(result, keep_until)
-        return self._host(result.id), lambda pipe: self._write(pipe, result.id, record, ttl_s)
+        return self._host(result.id), lambda pipe: self._write(
+            pipe, result.id, record, ttl_s, progress=False
+        )
 
     def _forget(self, pipe: Any, result_id: str) -> None:
         pipe.delete(self._key(result_id), task_progress_key(self.layer.prefix, result_id))
