@@ -67,7 +67,7 @@ def install() -> None:
 
     steps = [
         (pop_connection.PopConnection, "pop", "pop script (per batch)"),
-        (consumer.TaskRun, "run", "task, whole (load to outcome stored)"),
+        (consumer.TaskRun, "run", "task, whole (start to outcome stored)"),
         (results.ResultStore, "aload", "result load, awaited from the worker loop"),
         (results.ResultStore, "load", "result load, on the send loop (Redis round trip)"),
         (consumer, "from_record", "record to TaskResult (task import, datetimes)"),
@@ -78,6 +78,8 @@ def install() -> None:
         (consumer, "close_old_connections", "close_old_connections (twice)"),
         (results.ResultStore, "load_sync", "result load from the thread (sync pool)"),
         (results.ResultStore, "save_sync", "result write from a thread (sync pipeline)"),
+        (results.ResultStore, "swap_sync", "first result write, reading what it replaces"),
+        (consumer.TaskRun, "_in_thread", "async task: hop to the channel's pool, awaited"),
         (settle.Settlement, "completed", "settlement.completed (queues the ack)"),
         (settle.Settlement, "flush_acks", "ack flush (per batch)"),
     ]

@@ -34,7 +34,7 @@ from worker.tasks.compat import (
 )
 from worker.testing.drain import drain
 from worker.transport.dead_letters import DeadLetter, DeadLetters
-from worker.transport.keys import task_result_key
+from worker.transport.keys import channel_key, task_result_key
 
 pytestmark = pytest.mark.redis
 
@@ -122,6 +122,21 @@ def edit_record(redis_url: str, result_id: str, **changes: Any) -> None:
         client.set(key, json.dumps(json.loads(raw) | changes), keepttl=True)
 
 
+def edit_message(redis_url: str, **changes: Any) -> None:
+    """Rewrite fields of the one task message waiting on ``tasks.default``, as another version
+    would have sent it (a first attempt runs from its message, not from the stored record)."""
+    layer = get_channel_layer()
+    assert isinstance(layer, RedisChannelLayer)
+    key = channel_key(layer.prefix, "tasks.default")
+    with redis.Redis.from_url(redis_url) as client:
+        [(member, score)] = client.zrange(key, 0, -1, withscores=True)
+        message = layer.deserialize(member) | changes
+        with client.pipeline() as pipe:
+            pipe.zrem(key, member)
+            pipe.zadd(key, {layer.serialize(message): score})
+            pipe.execute()
+
+
 def enqueue_then_change(
     vanishing: Vanishing, redis_url: str, change: str
 ) -> tuple[str, type[BaseException], str]:
@@ -142,6 +157,7 @@ def enqueue_then_change(
         return result_id, InvalidTask, f"'{PATH}' is a function, not a task"
     assert change == "args-not-a-list"
     edit_record(redis_url, result_id, args={"a": 2, "b": 3})
+    edit_message(redis_url, args={"a": 2, "b": 3})
     return result_id, TypeError, "Task args is a dict, expected a list"
 
 

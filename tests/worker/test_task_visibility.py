@@ -30,13 +30,13 @@ from tests.worker.process_helpers import (
     worker_env,
 )
 from tests.worker.send_project import SETTINGS_MODULE, project_settings
-from tests.worker.tasks_project.tasks import add, async_resize, fail, resize
+from tests.worker.tasks_project.tasks import add, async_add, async_resize, fail, resize, slow
 from tests.worker.test_metrics import scrape_until
 from worker.cli.channel_worker import main
 from worker.config import ChannelConfig
 from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.consume.delivery import message_label
-from worker.tasks.compat import TaskResultStatus, task_backends
+from worker.tasks.compat import Task, TaskResultStatus, task_backends
 from worker.tasks.progress import PROGRESS_TYPE, REPORTED_AT_KEY, Progress
 from worker.tasks.results import from_record
 from worker.testing.drain import drain_sync
@@ -175,6 +175,40 @@ def test_a_task_waiting_for_its_retry_shows_as_retrying_with_the_next_attempt_ti
     code, out, _ = cli(capsys, "tasks", "list", "--status", "retrying")
     assert result.id in out
     assert "RETRYING" in out
+
+
+# A first attempt runs from its message; a run of it given back at shutdown is not forgotten
+
+GONE_WORKER = "gone-host:1:0a1b2c3d"
+EARLIER_START = "2026-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("task_function", "args"),
+    [(add, (2, 3)), (async_add, (2, 3)), (slow, (0.05,))],
+    ids=["sync", "async", "sync-past-running-threshold"],
+)
+def test_a_run_given_back_at_shutdown_keeps_its_start_and_worker_in_the_result(
+    on_redis: redis.Redis, task_function: Task[..., Any], args: tuple[Any, ...]
+) -> None:
+    # A worker stopping mid-run stores READY with the run's start and its id, and gives the
+    # message back uncounted: the next run is attempt 1 again.
+    result = task_function.enqueue(*args)
+    key = task_result_key("asgi", result.id)
+    record = json.loads(on_redis.get(key) or b"{}")
+    left = {"started_at": EARLIER_START, "last_attempted_at": EARLIER_START}
+    on_redis.set(key, json.dumps(record | left | {"worker_ids": [GONE_WORKER]}), keepttl=True)
+
+    stats = drain_sync(["tasks.default"])
+
+    assert stats.completed == 1
+    done = task_function.get_result(result.id)
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.started_at == datetime.fromisoformat(EARLIER_START)
+    assert done.last_attempted_at is not None
+    assert done.last_attempted_at > done.started_at
+    assert done.worker_ids[0] == GONE_WORKER
+    assert len(done.worker_ids) == 2
 
 
 # tasks show and tasks list

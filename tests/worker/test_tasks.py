@@ -303,15 +303,20 @@ async def test_deferred_task_waits_for_run_after(redis_url: str) -> None:
     assert done.task.run_after == run_after
 
 
-async def test_task_signals_are_sent_with_each_status(redis_url: str) -> None:
+# Receivers of either kind: the worker and aenqueue() take another path when one is async.
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_task_signals_are_sent_with_each_status(redis_url: str, kind: str) -> None:
     seen: list[tuple[str, str]] = []
 
-    def receiver(name: str) -> Callable[..., None]:
+    def receiver(name: str) -> Callable[..., Any]:
         def record(sender: type, task_result: TaskResult[..., Any], **kwargs: Any) -> None:
             assert sender is ChannelLayerBackend
             seen.append((name, str(task_result.status)))
 
-        return record
+        async def arecord(sender: type, task_result: TaskResult[..., Any], **kwargs: Any) -> None:
+            record(sender, task_result)
+
+        return record if kind == "sync" else arecord
 
     receivers = {
         task_enqueued: receiver("enqueued"),
@@ -322,9 +327,9 @@ async def test_task_signals_are_sent_with_each_status(redis_url: str) -> None:
         signal_.connect(function, weak=False)
     try:
         with project_settings(redis_url, worker={}):
-            add.enqueue(1, 1)
+            await asyncio.to_thread(add.enqueue, 1, 1)
             await async_add.aenqueue(1, 1)
-            fail.enqueue("x")
+            await asyncio.to_thread(fail.enqueue, "x")
             stats = await drain(["tasks.default"])
     finally:
         for signal_, function in receivers.items():

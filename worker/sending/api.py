@@ -36,7 +36,7 @@ from worker.errors import (
 )
 from worker.names import NAME_RULE, PROCESS_LOCAL_RULE, is_valid_channel_name
 from worker.sending.known import check_known_channel
-from worker.sending.pools import send_loop, sync_sender
+from worker.sending.pools import Along, send_loop, sync_sender
 
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
@@ -143,27 +143,35 @@ async def adeliver(prepared: Prepared, due_at: float | None = None) -> None:
     await send_loop().acall(redis_send(prepared, due_at))
 
 
-def redis_send_sync(prepared: Prepared, due_at: float | None = None) -> None:
-    """Add a prepared message to its channel on a channels-redis layer, from this thread."""
+def redis_send_sync(
+    prepared: Prepared, due_at: float | None = None, along: Along | None = None
+) -> None:
+    """Add a prepared message to its channel on a channels-redis layer, from this thread.
+
+    ``along``: writes that must land before the message, in its round trip when they are on
+    its host (``Along``).
+    """
     layer, member = _redis_parts(prepared)
     sender = sync_sender(layer)
     if due_at is not None and due_at > time.time():
-        sender.defer(prepared.channel, member, due_at, prepared.priority)
+        sender.defer(prepared.channel, member, due_at, prepared.priority, along)
         return
     capacity = _capacity(prepared)
-    if sender.send(prepared.channel, member, capacity, prepared.priority) is None:
+    if sender.send(prepared.channel, member, capacity, prepared.priority, along) is None:
         raise _full(prepared, capacity)
 
 
-async def redis_send(prepared: Prepared, due_at: float | None = None) -> None:
+async def redis_send(
+    prepared: Prepared, due_at: float | None = None, along: Along | None = None
+) -> None:
     """``redis_send_sync()`` for coroutines running on the send loop."""
     layer, member = _redis_parts(prepared)
     sender = send_loop().sender(layer)
     if due_at is not None and due_at > time.time():
-        await sender.defer(prepared.channel, member, due_at, prepared.priority)
+        await sender.defer(prepared.channel, member, due_at, prepared.priority, along)
         return
     capacity = _capacity(prepared)
-    if await sender.send(prepared.channel, member, capacity, prepared.priority) is None:
+    if await sender.send(prepared.channel, member, capacity, prepared.priority, along) is None:
         raise _full(prepared, capacity)
 
 

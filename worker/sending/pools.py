@@ -16,7 +16,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -25,13 +25,26 @@ from channels_redis.utils import create_pool
 from worker.errors import RedisOutOfMemory
 from worker.transport.keys import ChannelKeys, channel_key
 from worker.transport.layer import redact
-from worker.transport.scripts import DEFER, SEND, Script, run, run_sync
+from worker.transport.scripts import (
+    DEFER,
+    SEND,
+    Script,
+    run,
+    run_sync,
+    server_reads_flags,
+    server_reads_flags_sync,
+)
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
     from redis.asyncio import Redis as AsyncRedis
 
 T = TypeVar("T")
+
+#: Writes to go with a send: the host they belong on, and what queues them on a pipeline there.
+#: On the send's own host they share its round trip, ahead of the message; elsewhere they run
+#: first, in a round trip of their own.
+Along = tuple[int, Callable[[Any], None]]
 
 
 def sync_pool(host: Mapping[str, Any]) -> redis.ConnectionPool:
@@ -129,18 +142,29 @@ class SyncSender(_Channels):
         self.clients = [redis.Redis(connection_pool=sync_pool(host)) for host in layer.hosts]
 
     def send(
-        self, channel: str, member: bytes, capacity: int, priority: int | None = None
+        self,
+        channel: str,
+        member: bytes,
+        capacity: int,
+        priority: int | None = None,
+        along: Along | None = None,
     ) -> int | None:
         """Add ``member`` to ``channel``; the host index, or None when the channel is full.
 
-        ``priority`` (-100 to 100, a task's) queues it at that level on the channel's host.
+        ``priority`` (-100 to 100, a task's) queues it at that level on the channel's host;
+        ``along`` are writes that come before it (see ``Along``).
         """
         index = self.host_for(channel, priority)
         keys, args = self.send_arguments(channel, member, capacity, priority)
-        return index if self._run(index, channel, SEND, keys, args) else None
+        return index if self._run(index, channel, SEND, keys, args, along) else None
 
     def defer(
-        self, channel: str, member: bytes, due_at: float, priority: int | None = None
+        self,
+        channel: str,
+        member: bytes,
+        due_at: float,
+        priority: int | None = None,
+        along: Along | None = None,
     ) -> None:
         """Park ``member`` in the channel's delayed set until ``due_at`` (epoch seconds).
 
@@ -149,18 +173,59 @@ class SyncSender(_Channels):
         """
         index = self.host_for(channel, priority)
         args = self.defer_arguments(member, due_at, priority)
-        self._run(index, channel, DEFER, self.defer_keys(channel), args)
+        self._run(index, channel, DEFER, self.defer_keys(channel), args, along)
+
+    def write(self, index: int, channel: str, queue: Callable[[Any], None]) -> None:
+        """Run the writes ``queue`` puts on a pipeline of host ``index``, for ``channel``."""
+        try:
+            with self.clients[index].pipeline(transaction=False) as pipe:
+                queue(pipe)
+                pipe.execute()
+        except redis.OutOfMemoryError as error:
+            raise self.memory_refusal(index, channel, error) from error
 
     def _run(
-        self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
+        self,
+        index: int,
+        channel: str,
+        script: Script,
+        keys: list[Any],
+        args: list[Any],
+        along: Along | None = None,
     ) -> Any:
         client = self.clients[index]
+        if along is not None and along[0] != index:
+            self.write(along[0], channel, along[1])
+        elif along is not None:
+            flags = server_reads_flags_sync(client)
+            with client.pipeline(transaction=False) as pipe:
+                along[1](pipe)
+                pipe.evalsha(script.sha(flags), len(keys), *keys, *args)
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+            reply = self._checked(index, channel, replies)
+            if not isinstance(reply, redis.exceptions.NoScriptError):
+                return reply
         try:
             return run_sync(client, script, keys, args)
         except redis.ResponseError as error:
             if not _out_of_memory(error):
                 raise
             raise self.out_of_memory(index, channel, error, _memory_sync(client)) from error
+
+    def _checked(self, index: int, channel: str, replies: list[Any]) -> Any:
+        """The script's reply after the writes ahead of it, or the refusal they met.
+
+        A ``NoScriptError`` is returned for the caller to run the script again, whole.
+        """
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                continue
+            if isinstance(reply, redis.ResponseError):
+                if not _out_of_memory(reply):
+                    raise reply
+                memory = _memory_sync(self.clients[index])
+                raise self.out_of_memory(index, channel, reply, memory) from reply
+        return replies[-1]
 
     def memory_refusal(
         self, index: int, channel: str, error: redis.OutOfMemoryError
@@ -190,26 +255,68 @@ class AsyncSender(_Channels):
         return self.clients[index]
 
     async def send(
-        self, channel: str, member: bytes, capacity: int, priority: int | None = None
+        self,
+        channel: str,
+        member: bytes,
+        capacity: int,
+        priority: int | None = None,
+        along: Along | None = None,
     ) -> int | None:
         """``SyncSender.send()`` on the send loop."""
         index = self.host_for(channel, priority)
         keys, args = self.send_arguments(channel, member, capacity, priority)
-        sent = await self._run(index, channel, SEND, keys, args)
+        sent = await self._run(index, channel, SEND, keys, args, along)
         return index if sent else None
 
     async def defer(
-        self, channel: str, member: bytes, due_at: float, priority: int | None = None
+        self,
+        channel: str,
+        member: bytes,
+        due_at: float,
+        priority: int | None = None,
+        along: Along | None = None,
     ) -> None:
         """``SyncSender.defer()`` on the send loop."""
         index = self.host_for(channel, priority)
         args = self.defer_arguments(member, due_at, priority)
-        await self._run(index, channel, DEFER, self.defer_keys(channel), args)
+        await self._run(index, channel, DEFER, self.defer_keys(channel), args, along)
+
+    async def write(self, index: int, channel: str, queue: Callable[[Any], None]) -> None:
+        """``SyncSender.write()`` on the send loop."""
+        try:
+            async with self.client(index).pipeline(transaction=False) as pipe:
+                queue(pipe)
+                await pipe.execute()
+        except redis.OutOfMemoryError as error:
+            raise await self.memory_refusal(index, channel, error) from error
 
     async def _run(
-        self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
+        self,
+        index: int,
+        channel: str,
+        script: Script,
+        keys: list[Any],
+        args: list[Any],
+        along: Along | None = None,
     ) -> Any:
         client = self.client(index)
+        if along is not None and along[0] != index:
+            await self.write(along[0], channel, along[1])
+        elif along is not None:
+            flags = await server_reads_flags(client)
+            async with client.pipeline(transaction=False) as pipe:
+                along[1](pipe)
+                pipe.evalsha(script.sha(flags), len(keys), *keys, *args)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, redis.ResponseError) and not isinstance(
+                    reply, redis.exceptions.NoScriptError
+                ):
+                    if not _out_of_memory(reply):
+                        raise reply
+                    raise self.out_of_memory(index, channel, reply, await _memory(client))
+            if not isinstance(replies[-1], redis.exceptions.NoScriptError):
+                return replies[-1]
         try:
             return await run(client, script, keys, args)
         except redis.ResponseError as error:

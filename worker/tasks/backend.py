@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
@@ -123,11 +124,11 @@ class ChannelLayerBackend(BaseTaskBackend):
         store = self.store
         result, prepared = self._prepare(task, args, kwargs)
         due_at = _due_at(result)
-        # The result first, so get_result() works as soon as a worker could run the task; a
-        # send that fails leaves no result behind.
-        store.save_sync(result, keep_until=due_at)
+        # The result ahead of the message, in its round trip when both are on one host, so
+        # get_result() works as soon as a worker could run the task; a send that fails leaves
+        # no result behind.
         try:
-            redis_send_sync(prepared, due_at)
+            redis_send_sync(prepared, due_at, along=store.along(result, keep_until=due_at))
         except BaseException:
             store.delete_sync(result.id)
             raise
@@ -137,11 +138,16 @@ class ChannelLayerBackend(BaseTaskBackend):
     async def aenqueue(
         self, task: Task[P, R], args: Iterable[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
+        _, async_receivers = task_enqueued._live_receivers(type(self))
+        if not async_receivers:
+            # Django's own aenqueue(): task_enqueued's sync receivers need a hop to asgiref's
+            # thread anyway, and the writes go along in the same hop, through the sync pools.
+            return await sync_to_async(self.enqueue)(task, args, kwargs)
         self.validate_task(task)
         store = self.store
         result, prepared = self._prepare(task, args, kwargs)
         due_at = _due_at(result)
-        # One hop to the send loop for both writes, rather than one for each.
+        # One hop to the send loop for both writes, and one round trip when on one host.
         await send_loop().acall(_store_and_send(store, result, prepared, due_at))
         await task_enqueued.asend(type(self), task_result=result)
         return result
@@ -208,9 +214,8 @@ async def _store_and_send(
     store: ResultStore, result: TaskResult[..., Any], prepared: Prepared, due_at: float | None
 ) -> None:
     """``enqueue()``'s two writes on the send loop: the result, then the message."""
-    await store.save(result, keep_until=due_at)
     try:
-        await redis_send(prepared, due_at)
+        await redis_send(prepared, due_at, along=store.along(result, keep_until=due_at))
     except BaseException:
         await store.delete(result.id)
         raise

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
+from django.dispatch import Signal
 from django.utils import timezone
 
 from worker.consume.delivery import ATTEMPT_KEY, RETRY_DELAY_KEY
@@ -137,6 +138,12 @@ class TaskRun:
         self.result: TaskResult[..., Any]
         #: Writes RUNNING once the function has run for RUNNING_AFTER_S.
         self.mark = RunningMark.written()
+        #: A first attempt starts from its message, which carries the record enqueue() stored,
+        #: instead of reading it back; its first write checks what it replaces (see _save_sync).
+        self.unchecked = self.attempt == 1
+        #: The record of an earlier run of this attempt, found by that check: a run given back
+        #: at shutdown, whose start time, worker ids and errors the result keeps.
+        self.earlier: dict[str, Any] | None = None
 
     async def run(self) -> None:
         pending: tuple[TaskResult[..., Any], _Problem | None] | None = None
@@ -153,7 +160,9 @@ class TaskRun:
             await self.mark.aclose()
             self.mark = RunningMark.written()
         if pending is None:
-            record = await self._in_thread(self.store.load_sync, self.message["task_id"])
+            record = None
+            if not self.unchecked:
+                record = await self._in_thread(self.store.load_sync, self.message["task_id"])
             pending = self._checked(record or _from_message(self.message))
         loaded, problem = pending
         if problem is not None:
@@ -165,7 +174,7 @@ class TaskRun:
             self.mark.arm()
             await self._run_async()
         else:
-            await self.store.asave(self.result, attempts=self._attempts())
+            self.result = await self._in_thread(self._save_sync, self.result)
             await sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)()
 
     async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -178,8 +187,49 @@ class TaskRun:
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def _running_write(self) -> Callable[[], None]:
-        started, attempts = self.result, self._attempts()
-        return lambda: self.store.save_sync(started, attempts=attempts)
+        started = self.result
+
+        def write() -> None:
+            stored = self._save_sync(started)
+            if stored is not started:
+                # The outcome is built from self.result once this write is done (the mark's
+                # close() waits for it), so it keeps the earlier run's history too.
+                self.result = stored
+
+        return write
+
+    def _save_sync(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
+        """Store ``result``, with an earlier run's history if this finds one; returns it.
+
+        The first write of an attempt that started from its message reads the record it
+        replaces in the same round trip: worker ids there mean a run of this attempt was given
+        back at shutdown, and the record is written again with that run's history.
+        """
+        attempts = self._attempts()
+        if not self.unchecked:
+            self.store.save_sync(result, attempts=attempts)
+            return result
+        self.unchecked = False
+        replaced = self.store.swap_sync(result, attempts=attempts)
+        if not (replaced and replaced.get("worker_ids")):
+            return result
+        self.earlier = replaced
+        stored = self._with_earlier(result)
+        self.store.save_sync(stored, attempts=attempts)
+        return stored
+
+    def _with_earlier(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
+        """``result`` with the start time, worker ids and errors of an earlier run, if any."""
+        earlier = self.earlier
+        if earlier is None:
+            return result
+        before = from_record(earlier)
+        return self._replace(
+            result,
+            started_at=before.started_at or result.started_at,
+            worker_ids=[*before.worker_ids, *result.worker_ids],
+            errors=[*before.errors, *result.errors],
+        )
 
     def _checked(self, record: dict[str, Any]) -> tuple[TaskResult[..., Any], _Problem | None]:
         """The stored result, and why the task cannot run (an error and a reason) if it cannot."""
@@ -204,8 +254,10 @@ class TaskRun:
         function turned out to be async) goes back to it.
         """
         try:
-            record = self.store.load_sync(self.message["task_id"]) or _from_message(self.message)
-            loaded, problem = self._checked(record)
+            record = None
+            if not self.unchecked:
+                record = self.store.load_sync(self.message["task_id"])
+            loaded, problem = self._checked(record or _from_message(self.message))
             if problem is not None or iscoroutinefunction(loaded.task.func):
                 return loaded, problem
             self.result = self._started(loaded)
@@ -225,21 +277,23 @@ class TaskRun:
             try:
                 value = normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
             except BaseException as error:
-                self.result = self._failed(error)
+                # Closed first: a RUNNING write still going may add an earlier run's history
+                # to self.result, which the outcome is built from.
                 self.mark.close()
-                self.store.save_sync(self.result, attempts=self._attempts())
+                self.result = self._failed(error)
+                self.result = self._save_sync(self.result)
                 if self.result.is_finished:
                     task_finished.send(type(self.backend), task_result=self.result)
                 _reraise(error)
-            self.result = self._succeeded(value)
             self.mark.close()
-            self.store.save_sync(self.result, attempts=self._attempts())
+            self.result = self._succeeded(value)
+            self.result = self._save_sync(self.result)
             task_finished.send(type(self.backend), task_result=self.result)
         finally:
             close_old_connections()
 
     async def _run_async(self) -> None:
-        await task_started.asend(type(self.backend), task_result=self.result)
+        await self._signal(task_started)
         try:
             value = normalize_json(
                 await self.result.task.func(*self._arguments(), **self._kwargs())
@@ -248,25 +302,59 @@ class TaskRun:
             # A timeout or a shutdown: either way the worker runs it again, or gives up on it.
             await self.mark.aclose()
             await self.store.asave(
-                self._replace(status=TaskResultStatus.READY), attempts=self._attempts()
+                self._replace(status=TaskResultStatus.READY),
+                attempts=self._attempts(),
             )
             raise
         except BaseException as error:
-            self.result = self._failed(error)
             await self.mark.aclose()
-            await self._in_thread(self.store.save_sync, self.result, attempts=self._attempts())
-            if self.result.is_finished:
-                await task_finished.asend(type(self.backend), task_result=self.result)
+            self.result = self._failed(error)
+            await self._store_and_signal()
             _reraise(error)
-        self.result = self._succeeded(value)
         await self.mark.aclose()
-        await self._in_thread(self.store.save_sync, self.result, attempts=self._attempts())
+        self.result = self._succeeded(value)
+        await self._store_and_signal()
+
+    async def _store_and_signal(self) -> None:
+        """Store the outcome, then send ``task_finished`` if the task is done.
+
+        Both in one hop to a thread of the channel's pool when no receiver of the signal is
+        async: Django's ``asend()`` would hop again, to asgiref's one shared thread.
+        """
+        finished = self.result.is_finished
+        if not finished or not _has_async_receivers(task_finished, type(self.backend)):
+            self.result = await self._in_thread(self._store_and_send_finished)
+            return
+        self.result = await self._in_thread(self._save_sync, self.result)
         await task_finished.asend(type(self.backend), task_result=self.result)
+
+    def _store_and_send_finished(self) -> TaskResult[..., Any]:
+        stored = self._save_sync(self.result)
+        if stored.is_finished:
+            task_finished.send(type(self.backend), task_result=stored)
+        return stored
+
+    async def _signal(self, signal: Signal) -> None:
+        """``signal.asend()``, or ``send()`` in a thread of the channel's pool when its
+        receivers are all sync (each runs once, in that thread, as ``asend()`` would run it in
+        asgiref's shared one)."""
+        sender = type(self.backend)
+        if _has_async_receivers(signal, sender):
+            await signal.asend(sender, task_result=self.result)
+        else:
+            await self._in_thread(signal.send, sender, task_result=self.result)
 
     async def _not_runnable(
         self, result: TaskResult[..., Any], error: TaskError, reason: str
     ) -> NoReturn:
         """Store ``FAILED`` at once with why, and hand the worker an error it does not retry."""
+        if self.unchecked:
+            # Rare enough to read what a run given back at shutdown may have left.
+            self.unchecked = False
+            stored = await self._in_thread(self.store.load_sync, result.id)
+            if stored and stored.get("worker_ids"):
+                self.earlier = stored
+                result = self._with_earlier(result)
         now = timezone.now()
         self.result = self._replace(
             result,
@@ -342,6 +430,12 @@ def _from_message(message: Message) -> dict[str, Any]:
     return {key: value for key, value in message.items() if key != "type"} | {
         "id": message["task_id"]
     }
+
+
+def _has_async_receivers(signal: Signal, sender: type) -> bool:
+    """Whether any receiver of ``signal`` for ``sender`` is a coroutine function."""
+    _, async_receivers = signal._live_receivers(sender)
+    return bool(async_receivers)
 
 
 def _runs_in_a_thread(message: Message) -> bool:

@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 
 from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.names import task_channel
-from worker.sending.pools import send_loop, sync_sender
+from worker.sending.pools import Along, send_loop, sync_sender
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 from worker.tasks.unrunnable import unrunnable_task
 from worker.transport.keys import (
@@ -196,18 +196,29 @@ class ResultStore:
         record = to_record(result) | (attempts.fields() if attempts is not None else {})
         return json.dumps(record), math.ceil(ttl_s)
 
-    def _write(self, pipe: Any, result_id: str, record: str, ttl_s: int) -> None:
+    def _write(
+        self, pipe: Any, result_id: str, record: str, ttl_s: int, progress: bool = True
+    ) -> None:
         """Queue the record, its place in the recent index and its progress's lifetime.
 
         The index is trimmed to ``RECENT_RESULTS_PER_HOST`` and lives as long as the result
-        written last; the last progress report lives as long as its result.
+        written last; the last progress report lives as long as its result (``progress=False``
+        for a new result, which has none yet).
         """
         recent = task_recent_key(self.layer.prefix)
         pipe.set(self._key(result_id), record, ex=ttl_s)
         pipe.zadd(recent, {result_id: time.time()})
         pipe.zremrangebyrank(recent, 0, -RECENT_RESULTS_PER_HOST - 1)
         pipe.expire(recent, ttl_s)
-        pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
+        if progress:
+            pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
+
+    def along(self, result: TaskResult[..., Any], keep_until: float | None = None) -> Along:
+        """A new result's writes, to go in the round trip of the task's send."""
+        record, ttl_s = self._record(result, keep_until)
+        return self._host(result.id), lambda pipe: self._write(
+            pipe, result.id, record, ttl_s, progress=False
+        )
 
     def _forget(self, pipe: Any, result_id: str) -> None:
         pipe.delete(self._key(result_id), task_progress_key(self.layer.prefix, result_id))
@@ -319,6 +330,23 @@ class ResultStore:
 
     def load_sync(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(self._sync_client(result_id).get(self._key(result_id)))
+
+    def swap_sync(
+        self, result: TaskResult[..., Any], attempts: Attempts | None = None
+    ) -> dict[str, Any] | None:
+        """``save_sync()`` that also returns the record it replaced, in the same round trip."""
+        record, ttl_s = self._record(result, None, attempts)
+        index = self._host(result.id)
+        sender = sync_sender(self.layer)
+        try:
+            with sender.clients[index].pipeline(transaction=False) as pipe:
+                pipe.get(self._key(result.id))
+                self._write(pipe, result.id, record, ttl_s)
+                replies: list[Any] = pipe.execute()
+        except redis.OutOfMemoryError as error:
+            channel = task_channel(result.task.queue_name)
+            raise sender.memory_refusal(index, channel, error) from error
+        return _decoded(replies[0])
 
     def rerun_sync(self, result_id: str, enqueue: Callable[[], str]) -> tuple[str, bool]:
         """Enqueue a result's task again once: ``(new id, True)`` the first time, then the id
