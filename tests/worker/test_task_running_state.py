@@ -6,11 +6,9 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
-from django.test import override_settings
 
 from tests.worker.process_helpers import (
     REPO_ROOT,
@@ -19,23 +17,12 @@ from tests.worker.process_helpers import (
     wait_until,
     worker_env,
 )
-from tests.worker.tasks_only_project import settings as project
 from tests.worker.tasks_only_project.running_tasks import ahold, hold
-from worker.sending.pools import close_connections
 from worker.tasks.compat import Task, TaskResult, TaskResultStatus
 from worker.tasks.running import RUNNING_AFTER_S, RunningMark
 
 SETTINGS_MODULE = "tests.worker.tasks_only_project.settings"
 HOLD_TIMEOUT_S = 20.0
-
-
-@pytest.fixture
-def tasks_only(redis_url: str) -> Iterator[None]:
-    with override_settings(CHANNEL_LAYERS=project.layers(redis_url), TASKS=project.TASKS):
-        try:
-            yield
-        finally:
-            close_connections()
 
 
 def test_the_running_threshold_is_five_milliseconds() -> None:

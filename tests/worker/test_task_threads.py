@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from tests.worker.process_helpers import (
     REPO_ROOT,
@@ -17,27 +15,16 @@ from tests.worker.process_helpers import (
     wait_until,
     worker_env,
 )
-from tests.worker.tasks_only_project import settings as project
 from tests.worker.tasks_only_project.thread_tasks import BARRIER_PARTIES_ENV, meet
 from worker.cli.options import CHANNEL_FLAGS, WorkerOptions
 from worker.config import ChannelConfig, channel_configs
 from worker.constants import DEFAULT_CONCURRENCY
 from worker.errors import ConfigurationError
-from worker.sending.pools import close_connections
 from worker.tasks.compat import TaskResultStatus
 
 SETTINGS_MODULE = "tests.worker.tasks_only_project.threads_settings"
 # Long enough for a loaded machine to start every task; a pool too small never gets there.
 BARRIER_TIMEOUT_S = 15.0
-
-
-@pytest.fixture
-def tasks_only(redis_url: str) -> Iterator[None]:
-    with override_settings(CHANNEL_LAYERS=project.layers(redis_url), TASKS=project.TASKS):
-        try:
-            yield
-        finally:
-            close_connections()
 
 
 def meet_all(

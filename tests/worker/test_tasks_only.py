@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from tests.worker.process_helpers import (
     REPO_ROOT,
@@ -17,28 +15,16 @@ from tests.worker.process_helpers import (
     wait_until,
     worker_env,
 )
-from tests.worker.tasks_only_project import settings as project
 from tests.worker.tasks_only_project.tasks import multiply
 from worker.errors import ConfigurationError, UnknownChannel
 from worker.project import load_application
 from worker.sending.api import send
-from worker.sending.pools import close_connections
 from worker.tasks.compat import TaskResult, TaskResultStatus
 from worker.testing.drain import drain
 
 pytestmark = pytest.mark.redis
 
 SETTINGS_MODULE = "tests.worker.tasks_only_project.settings"
-
-
-@pytest.fixture
-def tasks_only(redis_url: str) -> Iterator[None]:
-    """This process with the project's three settings (tests.settings has no ASGI_APPLICATION)."""
-    with override_settings(CHANNEL_LAYERS=project.layers(redis_url), TASKS=project.TASKS):
-        try:
-            yield
-        finally:
-            close_connections()
 
 
 def finished(result_id: str, worker: WorkerProcess) -> TaskResult[..., Any]:
