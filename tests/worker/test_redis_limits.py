@@ -130,6 +130,16 @@ def test_send_is_refused_at_maxmemory_like_the_layers_own_send(
     assert f"127.0.0.1:{limited_server.port}" in text
 
 
+async def take(queue: ChannelQueue, count: int, lease_deadline: float) -> list[bytes]:
+    """Pop ``count`` messages as a worker does, leased until ``lease_deadline``; their members."""
+    popper = PopConnection(queue)
+    try:
+        popped, _ = await popper.pop(count, lease_deadline)
+    finally:
+        await popper.aclose()
+    return [item.member for item in popped]
+
+
 async def test_asend_and_a_deferred_send_are_refused_at_maxmemory(
     limited_server: RedisServer,
 ) -> None:
@@ -198,12 +208,7 @@ async def test_every_script_that_moves_or_frees_messages_runs_out_of_memory(
 ) -> None:
     queue, client = full_queue
     keys = queue.keys
-    popper = PopConnection(queue)
-    try:
-        popped, _ = await popper.pop(3, time.time() + LEASE_S)
-    finally:
-        await popper.aclose()
-    first, second, third = (item.member for item in popped)
+    first, second, third = await take(queue, 3, time.time() + LEASE_S)
     # A lease heartbeat, a retry, a due retry back on the channel, a give-back on a stop.
     await queue.extend([first, second, third], time.time() + LEASE_S)
     await queue.schedule_retry(first, time.time() - 1, time.time())
@@ -215,11 +220,7 @@ async def test_every_script_that_moves_or_frees_messages_runs_out_of_memory(
     await dead.add(letter, third)
     assert await dead.requeue(CHANNEL, letter.id) == 1
     # A dead worker's leases run out, put back with their attempts counted.
-    popper = PopConnection(queue)
-    try:
-        await popper.pop(3, time.time() - 1)
-    finally:
-        await popper.aclose()
+    await take(queue, 3, time.time() - 1)
     assert set(await queue.requeue_expired()) == {first, second, third}
     assert await client.zcard(keys.queue) == 3
 
@@ -274,12 +275,7 @@ async def test_settling_into_a_key_of_the_wrong_type_leaves_the_message_leased(
     queue: ChannelQueue, redis: Redis, redis_url: str
 ) -> None:
     await send_numbered(redis_url, 2)
-    popper = PopConnection(queue)
-    try:
-        popped, _ = await popper.pop(2, time.time() + LEASE_S)
-    finally:
-        await popper.aclose()
-    retried, dead = (item.member for item in popped)
+    retried, dead = await take(queue, 2, time.time() + LEASE_S)
     keys = queue.keys
     await redis.set(keys.delayed, "x")
     with pytest.raises(ResponseError, match=keys.delayed):
@@ -327,12 +323,8 @@ async def test_attempt_records_of_a_dead_workers_messages_expire_with_the_layer(
 ) -> None:
     await send_numbered(redis_url, 3)
     keys = queue.keys
-    popper = PopConnection(queue)
-    try:
-        # The worker that took them with a lease is killed: nothing extends or settles it.
-        await popper.pop(3, time.time() + LEASE_S)
-    finally:
-        await popper.aclose()
+    # The worker that took them with a lease is killed: nothing extends or settles it.
+    await take(queue, 3, time.time() + LEASE_S)
     assert 0 < await ttl(redis, keys.inflight) <= LEASE_S + EXPIRY_S
     # Their leases run out.
     leased: list[bytes] = await redis.zrange(keys.inflight, 0, -1)  # type: ignore[assignment]
@@ -363,12 +355,7 @@ async def test_a_retry_keeps_its_records_until_it_is_due_and_a_heartbeat_never_s
     queue: ChannelQueue, redis: Redis, redis_url: str
 ) -> None:
     await send_numbered(redis_url, 2)
-    popper = PopConnection(queue)
-    try:
-        popped, _ = await popper.pop(2, time.time() + LEASE_S)
-    finally:
-        await popper.aclose()
-    retried, held = (item.member for item in popped)
+    retried, held = await take(queue, 2, time.time() + LEASE_S)
     keys = queue.keys
     await queue.schedule_retry(retried, time.time() + 3600, time.time())
     await redis.hset(keys.attempts, held, 1)
