@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker.config import ChannelConfig
 from worker.consume.worker import Worker
@@ -33,7 +33,6 @@ from worker.ops.stats import Stats
 from worker.tasks.channels import with_task_channels
 from worker.transport.keys import ChannelKeys
 from worker.transport.layer import check_layer, connect
-from worker.transport.queue import queued_by_level
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -145,15 +144,32 @@ async def _left(
         keys = ChannelKeys.for_channel(prefix, channel)
         queued = leased = due = 0
         for client in clients:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.zcard(keys.inflight)
-                pipe.zcount(keys.delayed, "-inf", due_before)
-                counts = await pipe.execute()
-            queued += sum(await queued_by_level(client, keys))
-            leased, due = leased + counts[0], due + counts[1]
+            counts = await _counts(client, keys, due_before)
+            queued, leased, due = queued + counts[0], leased + counts[1], due + counts[2]
         if queued or leased or due:
             parts.append(f"{channel!r}: {queued} queued, {leased} in flight, {due} delayed")
     return "; ".join(parts)
+
+
+async def _counts(client: Redis, keys: ChannelKeys, due_before: float) -> tuple[int, int, int]:
+    """Queued (every level), leased and due-soon messages of a channel on one host, read in one
+    MULTI: a message moves queue -> lease -> delayed -> queue, and counts read one after another
+    can each miss it while it moves, so a drain would end with a retry still to run."""
+    levels: list[int] = []
+    while True:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.zrange(keys.levels, 0, -1)
+            pipe.zcard(keys.queue)
+            for level in levels:
+                pipe.zcard(keys.level_key(level))
+            pipe.zcard(keys.inflight)
+            pipe.zcount(keys.delayed, "-inf", due_before)
+            reply: Any = await pipe.execute()
+        seen = sorted(int(level) for level in reply[0])
+        if seen == levels:
+            return sum(int(count) for count in reply[1:-2]), int(reply[-2]), int(reply[-1])
+        # A level came or went since the last read: count again with the levels there now.
+        levels = seen
 
 
 def _layer(layer: str | RedisChannelLayer) -> RedisChannelLayer:
