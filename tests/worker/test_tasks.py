@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -342,6 +343,69 @@ async def test_task_signals_are_sent_with_each_status(redis_url: str, kind: str)
         + [("finished", "SUCCESSFUL")] * 2
         + [("finished", "FAILED")]
     )
+
+
+async def test_async_tasks_send_a_projects_sync_receivers_from_a_thread(redis_url: str) -> None:
+    # A project's sync receiver may block or use the database: never on the worker's loop.
+    threads: list[tuple[str, int, bool]] = []
+
+    def record(sender: type, task_result: TaskResult[..., Any], **kwargs: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+            on_a_loop = True
+        except RuntimeError:
+            on_a_loop = False
+        threads.append((str(task_result.status), threading.get_ident(), on_a_loop))
+
+    for signal_ in (task_started, task_finished):
+        signal_.connect(record, weak=False)
+    try:
+        with project_settings(redis_url, worker={}):
+            await async_add.aenqueue(1, 1)
+            stats = await drain(["tasks.default"])
+    finally:
+        for signal_ in (task_started, task_finished):
+            signal_.disconnect(record)
+    assert stats.completed == 1
+    assert [(status, on_a_loop) for status, _, on_a_loop in threads] == [
+        ("RUNNING", False),
+        ("SUCCESSFUL", False),
+    ]
+    assert all(thread != threading.get_ident() for _, thread, _ in threads)
+
+
+async def test_async_tasks_log_each_state_once_from_the_loop(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Django's own receivers only log: they run where the task runs, with no hop to a thread.
+    with project_settings(redis_url, worker={}), caplog.at_level("INFO", "django.tasks"):
+        result = await async_add.aenqueue(1, 1)
+        await drain(["tasks.default"])
+    lines = [
+        (record.getMessage().rsplit("state=", 1)[1], record.thread)
+        for record in caplog.records
+        if record.name == "django.tasks" and f"id={result.id}" in record.getMessage()
+    ]
+    loop_thread = threading.get_ident()
+    assert lines == [("RUNNING", loop_thread), ("SUCCESSFUL", loop_thread)]
+
+
+async def test_a_failed_sync_task_is_logged_with_its_traceback(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with project_settings(redis_url, worker={}), caplog.at_level("INFO", "django.tasks"):
+        result = await fail.aenqueue("no thumbnail")
+        await drain(["tasks.default"])
+    [failed] = [
+        record
+        for record in caplog.records
+        if record.name == "django.tasks"
+        and f"id={result.id}" in record.getMessage()
+        and "state=FAILED" in record.getMessage()
+    ]
+    assert failed.levelname == "ERROR"
+    assert failed.exc_info is not None
+    assert str(failed.exc_info[1]) == "boom: no thumbnail"
 
 
 @pytest.mark.parametrize("task", [resize, async_resize], ids=["sync", "async"])

@@ -17,6 +17,7 @@ from worker.constants import (
     DEFAULT_SHUTDOWN_TIMEOUT_S,
     POLL_TIMEOUT_S,
 )
+from worker.consume.connections import lending
 from worker.consume.delivery import INVALID_TYPE, message_label
 from worker.consume.event_loop import running_loop_name
 from worker.consume.instance import InstanceSlot
@@ -173,8 +174,9 @@ class Worker:
         health = self._health_reporter()
         health_task: asyncio.Task[None] | None = None
         try:
-            for channel in self.channels:
-                self._runtimes[channel] = self._start_channel(channel)
+            with lending(self.layer, self._clients):
+                for channel in self.channels:
+                    self._runtimes[channel] = self._start_channel(channel)
             logger.info("%s, %s event loop", self.startup_line(), running_loop_name())
             health_task = asyncio.create_task(
                 supervise("Health reporter", health.run, self.stats), name="health"

@@ -208,7 +208,7 @@ class SyncSender(_Channels):
         try:
             return run_sync(client, script, keys, args)
         except redis.ResponseError as error:
-            if not _out_of_memory(error):
+            if not out_of_memory_reply(error):
                 raise
             raise self.out_of_memory(index, channel, error, _memory_sync(client)) from error
 
@@ -221,14 +221,14 @@ class SyncSender(_Channels):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 continue
             if isinstance(reply, redis.ResponseError):
-                if not _out_of_memory(reply):
+                if not out_of_memory_reply(reply):
                     raise reply
                 memory = _memory_sync(self.clients[index])
                 raise self.out_of_memory(index, channel, reply, memory) from reply
         return replies[-1]
 
     def memory_refusal(
-        self, index: int, channel: str, error: redis.OutOfMemoryError
+        self, index: int, channel: str, error: redis.ResponseError
     ) -> RedisOutOfMemory:
         """``out_of_memory()`` for another write to host ``index`` on behalf of ``channel``."""
         return self.out_of_memory(index, channel, error, _memory_sync(self.clients[index]))
@@ -312,24 +312,24 @@ class AsyncSender(_Channels):
                 if isinstance(reply, redis.ResponseError) and not isinstance(
                     reply, redis.exceptions.NoScriptError
                 ):
-                    if not _out_of_memory(reply):
+                    if not out_of_memory_reply(reply):
                         raise reply
-                    raise self.out_of_memory(index, channel, reply, await _memory(client))
+                    raise self.out_of_memory(index, channel, reply, await memory_info(client))
             if not isinstance(replies[-1], redis.exceptions.NoScriptError):
                 return replies[-1]
         try:
             return await run(client, script, keys, args)
         except redis.ResponseError as error:
-            if not _out_of_memory(error):
+            if not out_of_memory_reply(error):
                 raise
-            memory = await _memory(client)
+            memory = await memory_info(client)
             raise self.out_of_memory(index, channel, error, memory) from error
 
     async def memory_refusal(
-        self, index: int, channel: str, error: redis.OutOfMemoryError
+        self, index: int, channel: str, error: redis.ResponseError
     ) -> RedisOutOfMemory:
         """``SyncSender.memory_refusal()`` on the send loop."""
-        return self.out_of_memory(index, channel, error, await _memory(self.client(index)))
+        return self.out_of_memory(index, channel, error, await memory_info(self.client(index)))
 
     async def group_send(self, alias: str, group: str, message: dict[str, Any]) -> None:
         """The layer's ``group_send()`` on the send loop.
@@ -354,7 +354,7 @@ class AsyncSender(_Channels):
             await group_layer.close_pools()
 
 
-def _out_of_memory(error: redis.ResponseError) -> bool:
+def out_of_memory_reply(error: redis.ResponseError) -> bool:
     """Whether Redis refused a script for maxmemory.
 
     Redis 7 refuses a flagged script with an ``OOM`` reply; Redis 6 refuses its first write
@@ -372,7 +372,7 @@ def _memory_sync(client: redis.Redis) -> Mapping[str, Any]:
     return dict(memory)
 
 
-async def _memory(client: AsyncRedis) -> Mapping[str, Any]:
+async def memory_info(client: AsyncRedis) -> Mapping[str, Any]:
     """``_memory_sync()`` for an async client."""
     try:
         memory: Any = await client.info("memory")

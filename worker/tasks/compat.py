@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
+    from django.tasks.signals import (
+        log_task_finished,
+        log_task_started,
+        task_enqueued,
+        task_finished,
+        task_started,
+    )
     from django.utils.json import normalize_json
 else:
     try:
@@ -33,7 +39,13 @@ else:
         from django.tasks.backends.base import BaseTaskBackend
         from django.tasks.base import TaskError
         from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-        from django.tasks.signals import task_enqueued, task_finished, task_started
+        from django.tasks.signals import (
+            log_task_finished,
+            log_task_started,
+            task_enqueued,
+            task_finished,
+            task_started,
+        )
         from django.utils.json import normalize_json
     except ImportError:
         try:
@@ -48,7 +60,13 @@ else:
         from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
         from django_tasks.exceptions import InvalidTaskError as InvalidTask
         from django_tasks.exceptions import TaskResultDoesNotExist
-        from django_tasks.signals import task_enqueued, task_finished, task_started
+        from django_tasks.signals import (
+            log_task_finished,
+            log_task_started,
+            task_enqueued,
+            task_finished,
+            task_started,
+        )
         from django_tasks.utils import normalize_json
 
 __all__ = [
@@ -61,6 +79,8 @@ __all__ = [
     "TaskResult",
     "TaskResultDoesNotExist",
     "TaskResultStatus",
+    "log_task_finished",
+    "log_task_started",
     "normalize_json",
     "task",
     "task_backends",

@@ -24,6 +24,7 @@ from django.db import close_old_connections
 from django.dispatch import Signal
 from django.utils import timezone
 
+from worker.consume.connections import worker_clients
 from worker.consume.delivery import ATTEMPT_KEY, RETRY_DELAY_KEY
 from worker.errors import TaskFailed, TaskNotRunnable
 from worker.names import process_id
@@ -34,6 +35,8 @@ from worker.tasks.compat import (
     TaskError,
     TaskResult,
     TaskResultStatus,
+    log_task_finished,
+    log_task_started,
     normalize_json,
     task_backends,
     task_finished,
@@ -82,6 +85,14 @@ class ChannelTaskContext(_Context):  # type: ignore[misc]
     @property
     def attempt(self) -> int:
         return self.delivery_attempt
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ran:
+    """What a sync task function gave: its return value, or what it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
 
 
 class TaskConsumer:
@@ -134,6 +145,8 @@ class TaskRun:
             )
         self.backend = backend
         self.store: ResultStore = backend.store
+        #: The worker's own connections to the result's hosts, when it lends them.
+        self.clients = worker_clients(self.store.layer)
         self.worker_id = process_id()
         self.result: TaskResult[..., Any]
         #: Writes RUNNING once the function has run for RUNNING_AFTER_S.
@@ -148,17 +161,19 @@ class TaskRun:
     async def run(self) -> None:
         pending: tuple[TaskResult[..., Any], _Problem | None] | None = None
         if _runs_in_a_thread(self.message):
-            # One hop for a sync task: its thread loads the result and stores the outcome
-            # through the sync pools, instead of crossing to the send loop's thread first.
+            # One hop for a sync task: its thread loads the result (a retry's) and runs the
+            # function; the worker's loop stores the outcome.
             self.mark = RunningMark()
             self.mark.arm()
-            pending = await sync_to_async(
+            ran = await sync_to_async(
                 self._run_sync_from_start, thread_sensitive=False, executor=self.executor
             )()
-            if pending is None:
-                return
             await self.mark.aclose()
             self.mark = RunningMark.written()
+            if isinstance(ran, _Ran):
+                await self._conclude(ran)
+                return
+            pending = ran
         if pending is None:
             record = None
             if not self.unchecked:
@@ -174,8 +189,11 @@ class TaskRun:
             self.mark.arm()
             await self._run_async()
         else:
-            self.result = await self._in_thread(self._save_sync, self.result)
-            await sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)()
+            self.result = await self._save(self.result)
+            ran = await sync_to_async(
+                self._run_sync, thread_sensitive=False, executor=self.executor
+            )()
+            await self._conclude(ran)
 
     async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Redis work of an async task through the sync pools, in the channel's thread pool.
@@ -211,12 +229,37 @@ class TaskRun:
             return result
         self.unchecked = False
         replaced = self.store.swap_sync(result, attempts=attempts)
+        stored = self._after_swap(result, replaced)
+        if stored is not result:
+            self.store.save_sync(stored, attempts=attempts)
+        return stored
+
+    async def _save(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
+        """``_save_sync()`` from the worker's loop: through the connections the worker lends
+        (``worker.consume.connections``), else in a thread of the channel's pool."""
+        clients = self.clients
+        if clients is None:
+            return await self._in_thread(self._save_sync, result)
+        attempts = self._attempts()
+        if not self.unchecked:
+            await self.store.save_with(clients, result, attempts)
+            return result
+        self.unchecked = False
+        replaced = await self.store.save_with(clients, result, attempts, replaced=True)
+        stored = self._after_swap(result, replaced)
+        if stored is not result:
+            await self.store.save_with(clients, stored, attempts)
+        return stored
+
+    def _after_swap(
+        self, result: TaskResult[..., Any], replaced: dict[str, Any] | None
+    ) -> TaskResult[..., Any]:
+        """``result``, with the history of the record its first write replaced when that
+        record shows a run given back at shutdown (worker ids)."""
         if not (replaced and replaced.get("worker_ids")):
             return result
         self.earlier = replaced
-        stored = self._with_earlier(result)
-        self.store.save_sync(stored, attempts=attempts)
-        return stored
+        return self._with_earlier(result)
 
     def _with_earlier(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
         """``result`` with the start time, worker ids and errors of an earlier run, if any."""
@@ -247,8 +290,8 @@ class TaskRun:
             )
         return loaded, None
 
-    def _run_sync_from_start(self) -> tuple[TaskResult[..., Any], _Problem | None] | None:
-        """Load and run a sync task in this thread; None once it has run.
+    def _run_sync_from_start(self) -> tuple[TaskResult[..., Any], _Problem | None] | _Ran:
+        """Load and run a sync task in this thread; what it gave once it has run.
 
         What the worker's loop must do instead (a task that cannot run, or whose stored
         function turned out to be async) goes back to it.
@@ -262,35 +305,46 @@ class TaskRun:
                 return loaded, problem
             self.result = self._started(loaded)
             self.mark.start(self._running_write())
-            self._run_sync()
-            return None
+            return self._run_sync()
         except BaseException:
             # A load that failed (Redis down) or an error before the outcome: the mark must
             # stop looking, whether or not the worker's loop still awaits this thread.
             self.mark.close()
             raise
 
-    def _run_sync(self) -> None:
+    def _run_sync(self) -> _Ran:
         close_old_connections()
         try:
             task_started.send(type(self.backend), task_result=self.result)
             try:
-                value = normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
+                return _Ran(
+                    normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
+                )
             except BaseException as error:
-                # Closed first: a RUNNING write still going may add an earlier run's history
-                # to self.result, which the outcome is built from.
+                return _Ran(error=error)
+            finally:
+                # Closed before the outcome is built: a RUNNING write still going may add an
+                # earlier run's history to self.result, which the outcome starts from.
                 self.mark.close()
-                self.result = self._failed(error)
-                self.result = self._save_sync(self.result)
-                if self.result.is_finished:
-                    task_finished.send(type(self.backend), task_result=self.result)
-                _reraise(error)
-            self.mark.close()
-            self.result = self._succeeded(value)
-            self.result = self._save_sync(self.result)
-            task_finished.send(type(self.backend), task_result=self.result)
         finally:
             close_old_connections()
+
+    async def _conclude(self, ran: _Ran) -> None:
+        """Store a sync function's outcome and send ``task_finished``; a failure then goes on
+        to the worker."""
+        error = ran.error
+        if error is None:
+            self.result = self._succeeded(ran.value)
+            await self._store_and_signal()
+            return
+        self.result = self._failed(error)
+        try:
+            # Raised again for the signal: Django's receiver logs the traceback it finds in
+            # sys.exc_info(), as it does when the signal is sent from the failing call.
+            raise error
+        except BaseException:
+            await self._store_and_signal()
+        _reraise(error)
 
     async def _run_async(self) -> None:
         await self._signal(task_started)
@@ -318,15 +372,18 @@ class TaskRun:
     async def _store_and_signal(self) -> None:
         """Store the outcome, then send ``task_finished`` if the task is done.
 
-        Both in one hop to a thread of the channel's pool when no receiver of the signal is
-        async: Django's ``asend()`` would hop again, to asgiref's one shared thread.
+        Both in one hop to a thread of the channel's pool when a receiver of the signal needs a
+        thread: Django's ``asend()`` would hop again, to asgiref's one shared thread.
         """
+        sender = type(self.backend)
         finished = self.result.is_finished
-        if not finished or not _has_async_receivers(task_finished, type(self.backend)):
+        way = _way(task_finished, sender) if finished else _INLINE
+        if way == _THREAD and self.clients is None:
             self.result = await self._in_thread(self._store_and_send_finished)
             return
-        self.result = await self._in_thread(self._save_sync, self.result)
-        await task_finished.asend(type(self.backend), task_result=self.result)
+        self.result = await self._save(self.result)
+        if finished:
+            await self._send(task_finished, sender, way)
 
     def _store_and_send_finished(self) -> TaskResult[..., Any]:
         stored = self._save_sync(self.result)
@@ -335,11 +392,14 @@ class TaskRun:
         return stored
 
     async def _signal(self, signal: Signal) -> None:
-        """``signal.asend()``, or ``send()`` in a thread of the channel's pool when its
-        receivers are all sync (each runs once, in that thread, as ``asend()`` would run it in
-        asgiref's shared one)."""
+        """Send ``signal`` from the worker's loop, each receiver once (see ``_way()``)."""
         sender = type(self.backend)
-        if _has_async_receivers(signal, sender):
+        await self._send(signal, sender, _way(signal, sender))
+
+    async def _send(self, signal: Signal, sender: type, way: str) -> None:
+        if way == _INLINE:
+            signal.send(sender, task_result=self.result)
+        elif way == _ASYNC:
             await signal.asend(sender, task_result=self.result)
         else:
             await self._in_thread(signal.send, sender, task_result=self.result)
@@ -432,10 +492,26 @@ def _from_message(message: Message) -> dict[str, Any]:
     }
 
 
-def _has_async_receivers(signal: Signal, sender: type) -> bool:
-    """Whether any receiver of ``signal`` for ``sender`` is a coroutine function."""
-    _, async_receivers = signal._live_receivers(sender)
-    return bool(async_receivers)
+#: How the worker's loop sends a task signal: in place, with ``asend()``, or in a thread.
+_INLINE, _ASYNC, _THREAD = "inline", "async", "thread"
+#: Django's own receivers of the task signals: they only log, so they run on the loop.
+_LOGGING_RECEIVERS = frozenset({log_task_started, log_task_finished})
+
+
+def _way(signal: Signal, sender: type) -> str:
+    """How to send ``signal`` for ``sender`` from the worker's loop.
+
+    ``asend()`` when a receiver is a coroutine function. Otherwise ``send()``: in place when
+    every receiver is one of Django's logging ones, else in a thread of the channel's pool,
+    where each runs once as ``asend()`` would run it in asgiref's one shared thread (a
+    project's receiver may block or touch the database).
+    """
+    sync_receivers, async_receivers = signal._live_receivers(sender)
+    if async_receivers:
+        return _ASYNC
+    if all(receiver in _LOGGING_RECEIVERS for receiver in sync_receivers):
+        return _INLINE
+    return _THREAD
 
 
 def _runs_in_a_thread(message: Message) -> bool:

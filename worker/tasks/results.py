@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,13 @@ from django.utils.module_loading import import_string
 
 from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.names import task_channel
-from worker.sending.pools import Along, send_loop, sync_sender
+from worker.sending.pools import (
+    Along,
+    memory_info,
+    out_of_memory_reply,
+    send_loop,
+    sync_sender,
+)
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 from worker.tasks.unrunnable import unrunnable_task
 from worker.transport.keys import (
@@ -28,6 +34,7 @@ from worker.transport.keys import (
     task_rerun_key,
     task_result_key,
 )
+from worker.transport.scripts import STORE_RESULT, run, run_sync
 
 if TYPE_CHECKING:
     from channels_redis.core import RedisChannelLayer
@@ -230,6 +237,15 @@ class ResultStore:
     def _sync_client(self, result_id: str) -> redis.Redis:
         return sync_sender(self.layer).clients[self._host(result_id)]
 
+    def _stored(
+        self, result_id: str, record: str, ttl_s: int, replaced: bool = False
+    ) -> tuple[list[Any], list[Any]]:
+        """``STORE_RESULT``'s keys and arguments: ``_write()`` in one command."""
+        prefix = self.layer.prefix
+        keys = [self._key(result_id), task_recent_key(prefix), task_progress_key(prefix, result_id)]
+        args = [record, ttl_s, result_id, time.time(), RECENT_RESULTS_PER_HOST, 1, int(replaced)]
+        return keys, args
+
     async def save(
         self,
         result: TaskResult[..., Any],
@@ -241,12 +257,36 @@ class ResultStore:
         index = self._host(result.id)
         sender = send_loop().sender(self.layer)
         try:
-            async with sender.client(index).pipeline(transaction=False) as pipe:
-                self._write(pipe, result.id, record, ttl_s)
-                await pipe.execute()
-        except redis.OutOfMemoryError as error:
+            await run(sender.client(index), STORE_RESULT, *self._stored(result.id, record, ttl_s))
+        except redis.ResponseError as error:
+            if not out_of_memory_reply(error):
+                raise
             channel = task_channel(result.task.queue_name)
             raise await sender.memory_refusal(index, channel, error) from error
+
+    async def save_with(
+        self,
+        clients: Sequence[AsyncRedis],
+        result: TaskResult[..., Any],
+        attempts: Attempts | None = None,
+        replaced: bool = False,
+    ) -> dict[str, Any] | None:
+        """``save()`` through ``clients`` (one per layer host, on the running loop).
+
+        With ``replaced``, returns the record the write replaced (None when there was none).
+        """
+        record, ttl_s = self._record(result, None, attempts)
+        index = self._host(result.id)
+        client = clients[index]
+        keys, args = self._stored(result.id, record, ttl_s, replaced)
+        try:
+            return _decoded(await run(client, STORE_RESULT, keys, args))
+        except redis.ResponseError as error:
+            if not out_of_memory_reply(error):
+                raise
+            channel = task_channel(result.task.queue_name)
+            memory = await memory_info(client)
+            raise sync_sender(self.layer).out_of_memory(index, channel, error, memory) from error
 
     async def load(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(await self._client(result_id).get(self._key(result_id)))
@@ -317,16 +357,7 @@ class ResultStore:
         attempts: Attempts | None = None,
     ) -> None:
         """``save()`` from sync code."""
-        record, ttl_s = self._record(result, keep_until, attempts)
-        index = self._host(result.id)
-        sender = sync_sender(self.layer)
-        try:
-            with sender.clients[index].pipeline(transaction=False) as pipe:
-                self._write(pipe, result.id, record, ttl_s)
-                pipe.execute()
-        except redis.OutOfMemoryError as error:
-            channel = task_channel(result.task.queue_name)
-            raise sender.memory_refusal(index, channel, error) from error
+        self._store_sync(result, self._record(result, keep_until, attempts))
 
     def load_sync(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(self._sync_client(result_id).get(self._key(result_id)))
@@ -335,18 +366,21 @@ class ResultStore:
         self, result: TaskResult[..., Any], attempts: Attempts | None = None
     ) -> dict[str, Any] | None:
         """``save_sync()`` that also returns the record it replaced, in the same round trip."""
-        record, ttl_s = self._record(result, None, attempts)
+        return _decoded(self._store_sync(result, self._record(result, None, attempts), True))
+
+    def _store_sync(
+        self, result: TaskResult[..., Any], stored: tuple[str, int], replaced: bool = False
+    ) -> Any:
         index = self._host(result.id)
         sender = sync_sender(self.layer)
+        keys, args = self._stored(result.id, *stored, replaced)
         try:
-            with sender.clients[index].pipeline(transaction=False) as pipe:
-                pipe.get(self._key(result.id))
-                self._write(pipe, result.id, record, ttl_s)
-                replies: list[Any] = pipe.execute()
-        except redis.OutOfMemoryError as error:
+            return run_sync(sender.clients[index], STORE_RESULT, keys, args)
+        except redis.ResponseError as error:
+            if not out_of_memory_reply(error):
+                raise
             channel = task_channel(result.task.queue_name)
             raise sender.memory_refusal(index, channel, error) from error
-        return _decoded(replies[0])
 
     def rerun_sync(self, result_id: str, enqueue: Callable[[], str]) -> tuple[str, bool]:
         """Enqueue a result's task again once: ``(new id, True)`` the first time, then the id

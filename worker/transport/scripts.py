@@ -187,3 +187,5 @@ KEEP_PROGRESS = _load("keep_progress")
 SCHEDULE_CLAIM = _load("schedule_claim")
 #: Mark a claimed tick fired and record the run, or give the claim up after a failed send.
 SCHEDULE_FIRED = _load("schedule_fired")
+#: Store a task's result, list it among the recent ones and keep its progress as long.
+STORE_RESULT = _load("store_result")
