@@ -67,6 +67,38 @@ def test_a_task_running_past_the_threshold_shows_running_until_its_outcome(
         worker.close()
 
 
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_a_sync_task_waiting_for_a_free_thread_is_not_shown_running(
+    redis_url: str, tasks_only: None
+) -> None:
+    first = hold.enqueue("release-first", HOLD_TIMEOUT_S)
+    second = hold.enqueue("release-second", HOLD_TIMEOUT_S)
+    env = worker_env({"address": redis_url}) | {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}
+    command = runworker_command("tasks.default", "--concurrency", "2", "--task-threads", "1")
+    worker = WorkerProcess(command, env, REPO_ROOT)
+    try:
+
+        def status(result: TaskResult[..., bool]) -> str:
+            return str(hold.get_result(result.id).status)
+
+        wait_until(lambda: status(first) == "RUNNING", "the first task to run", log=worker)
+        # The second is taken (two instances) but waits for the one thread: 200 times the
+        # threshold without a RUNNING state.
+        deadline = time.monotonic() + RUNNING_AFTER_S * 200
+        while time.monotonic() < deadline:
+            assert status(second) == "READY"
+        with redis.Redis.from_url(redis_url) as client:
+            client.rpush("release-first", "go")
+            wait_until(lambda: status(second) == "RUNNING", "the second task to run", log=worker)
+            client.rpush("release-second", "go")
+        wait_until(lambda: status(second) == "SUCCESSFUL", "the second task to end", log=worker)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait_exit() == 0, worker.output
+    finally:
+        worker.close()
+
+
 async def test_an_attempt_that_ends_before_the_threshold_writes_no_running_state() -> None:
     writes: list[str] = []
     mark = RunningMark()

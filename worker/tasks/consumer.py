@@ -30,7 +30,6 @@ from worker.errors import TaskFailed, TaskNotRunnable
 from worker.names import process_id
 from worker.tasks.backend import TASK_MESSAGE_TYPE, ChannelLayerBackend
 from worker.tasks.compat import (
-    InvalidTask,
     TaskContext,
     TaskError,
     TaskResult,
@@ -45,7 +44,6 @@ from worker.tasks.compat import (
 from worker.tasks.results import (
     Attempts,
     from_record,
-    load_task,
     raw_return_value,
     set_return_value,
 )
@@ -159,41 +157,36 @@ class TaskRun:
         self.earlier: dict[str, Any] | None = None
 
     async def run(self) -> None:
-        pending: tuple[TaskResult[..., Any], _Problem | None] | None = None
-        if _runs_in_a_thread(self.message):
-            # One hop for a sync task: its thread loads the result (a retry's) and runs the
-            # function; the worker's loop stores the outcome.
-            self.mark = RunningMark()
-            self.mark.arm()
-            ran = await sync_to_async(
-                self._run_sync_from_start, thread_sensitive=False, executor=self.executor
-            )()
-            await self.mark.aclose()
-            self.mark = RunningMark.written()
-            if isinstance(ran, _Ran):
-                await self._conclude(ran)
-                return
-            pending = ran
-        if pending is None:
-            record = None
-            if not self.unchecked:
-                record = await self._in_thread(self.store.load_sync, self.message["task_id"])
-            pending = self._checked(record or _from_message(self.message))
-        loaded, problem = pending
+        record = None
+        if not self.unchecked:
+            record = await self._load()
+        loaded, problem = self._checked(record or _from_message(self.message))
         if problem is not None:
             await self._not_runnable(loaded, *problem)
         self.result = self._started(loaded)
+        self.mark = RunningMark()
+        self.mark.arm()
         if iscoroutinefunction(self.result.task.func):
-            self.mark = RunningMark()
             self.mark.start(self._running_write())
-            self.mark.arm()
             await self._run_async()
-        else:
-            self.result = await self._save(self.result)
-            ran = await sync_to_async(
-                self._run_sync, thread_sensitive=False, executor=self.executor
-            )()
-            await self._conclude(ran)
+            return
+        # One hop for a sync task: its thread runs the function, and task_started unless the
+        # signal can be sent from here; the worker's loop stores the outcome.
+        way = _way(task_started, type(self.backend))
+        if way == _INLINE:
+            task_started.send(type(self.backend), task_result=self.result)
+        ran = await sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)(
+            way != _INLINE
+        )
+        await self.mark.aclose()
+        await self._conclude(ran)
+
+    async def _load(self) -> dict[str, Any] | None:
+        """The stored record of a retried task, through the worker's connections if lent."""
+        result_id = self.message["task_id"]
+        if self.clients is None:
+            return await self._in_thread(self.store.load_sync, result_id)
+        return await self.store.load_with(self.clients, result_id)
 
     async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Redis work of an async task through the sync pools, in the channel's thread pool.
@@ -290,32 +283,13 @@ class TaskRun:
             )
         return loaded, None
 
-    def _run_sync_from_start(self) -> tuple[TaskResult[..., Any], _Problem | None] | _Ran:
-        """Load and run a sync task in this thread; what it gave once it has run.
-
-        What the worker's loop must do instead (a task that cannot run, or whose stored
-        function turned out to be async) goes back to it.
-        """
-        try:
-            record = None
-            if not self.unchecked:
-                record = self.store.load_sync(self.message["task_id"])
-            loaded, problem = self._checked(record or _from_message(self.message))
-            if problem is not None or iscoroutinefunction(loaded.task.func):
-                return loaded, problem
-            self.result = self._started(loaded)
-            self.mark.start(self._running_write())
-            return self._run_sync()
-        except BaseException:
-            # A load that failed (Redis down) or an error before the outcome: the mark must
-            # stop looking, whether or not the worker's loop still awaits this thread.
-            self.mark.close()
-            raise
-
-    def _run_sync(self) -> _Ran:
+    def _run_sync(self, send_started: bool) -> _Ran:
         close_old_connections()
         try:
-            task_started.send(type(self.backend), task_result=self.result)
+            if send_started:
+                task_started.send(type(self.backend), task_result=self.result)
+            # The function's own time counts toward RUNNING, not a wait for a free thread.
+            self.mark.start(self._running_write())
             try:
                 return _Ran(
                     normalize_json(self.result.task.func(*self._arguments(), **self._kwargs()))
@@ -512,15 +486,6 @@ def _way(signal: Signal, sender: type) -> str:
     if all(receiver in _LOGGING_RECEIVERS for receiver in sync_receivers):
         return _INLINE
     return _THREAD
-
-
-def _runs_in_a_thread(message: Message) -> bool:
-    """Whether the message names a sync task function (one that imports)."""
-    try:
-        task = load_task(message["task"])
-    except InvalidTask:
-        return False
-    return not iscoroutinefunction(task.func)
 
 
 def _reraise(error: BaseException) -> NoReturn:

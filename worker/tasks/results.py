@@ -288,6 +288,12 @@ class ResultStore:
             memory = await memory_info(client)
             raise sync_sender(self.layer).out_of_memory(index, channel, error, memory) from error
 
+    async def load_with(
+        self, clients: Sequence[AsyncRedis], result_id: str
+    ) -> dict[str, Any] | None:
+        """``load()`` through ``clients`` (one per layer host, on the running loop)."""
+        return _decoded(await clients[self._host(result_id)].get(self._key(result_id)))
+
     async def load(self, result_id: str) -> dict[str, Any] | None:
         return _decoded(await self._client(result_id).get(self._key(result_id)))
 
