@@ -155,3 +155,31 @@ async def test_close_from_the_task_thread_waits_for_a_running_write_that_has_beg
     release.set()
     await asyncio.to_thread(thread.join, 5.0)
     assert order == ["RUNNING", "outcome"]
+
+
+async def test_a_coroutine_write_runs_on_the_loop_and_close_waits_for_it() -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    order: list[object] = []
+
+    async def write() -> None:
+        order.append(("RUNNING", threading.get_ident()))
+        entered.set()
+        await release.wait()
+
+    mark = RunningMark()
+    mark.start(write)
+    mark.arm()
+    await asyncio.wait_for(entered.wait(), 5.0)
+
+    def outcome() -> None:
+        mark.close()
+        order.append("outcome")
+
+    thread = threading.Thread(target=outcome)
+    thread.start()
+    thread.join(0.05)
+    assert thread.is_alive(), "close() returned while the RUNNING write was still going on"
+    release.set()
+    await asyncio.to_thread(thread.join, 5.0)
+    await mark.aclose()
+    assert order == [("RUNNING", threading.get_ident()), "outcome"]

@@ -47,7 +47,7 @@ from worker.tasks.results import (
     raw_return_value,
     set_return_value,
 )
-from worker.tasks.running import RunningMark
+from worker.tasks.running import RunningMark, Write
 from worker.tasks.unrunnable import UnrunnableTask, argument_problem, task_error
 
 if TYPE_CHECKING:
@@ -197,17 +197,24 @@ class TaskRun:
         call = functools.partial(function, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
-    def _running_write(self) -> Callable[[], None]:
+    def _running_write(self) -> Write:
+        """How the mark stores RUNNING: on the worker's loop through its connections when it
+        lends them, else through the sync pools in a thread."""
         started = self.result
 
-        def write() -> None:
-            stored = self._save_sync(started)
+        def keep(stored: TaskResult[..., Any]) -> None:
             if stored is not started:
                 # The outcome is built from self.result once this write is done (the mark's
                 # close() waits for it), so it keeps the earlier run's history too.
                 self.result = stored
 
-        return write
+        async def awrite() -> None:
+            keep(await self._save(started))
+
+        def write() -> None:
+            keep(self._save_sync(started))
+
+        return awrite if self.clients is not None else write
 
     def _save_sync(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
         """Store ``result``, with an earlier run's history if this finds one; returns it.

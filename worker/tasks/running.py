@@ -8,15 +8,26 @@ while it runs, and its outcome is never written before a ``RUNNING`` write that 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
 #: A task still running after this long (seconds) has its ``RUNNING`` state written.
 RUNNING_AFTER_S = 0.005
+
+#: What stores a task's ``RUNNING`` state: a coroutine function runs on the worker's loop, a
+#: plain one in a thread.
+Write = Callable[[], None] | Callable[[], Awaitable[None]]
+
+
+def _not_written(error: Exception) -> None:
+    # The outcome write comes next and reports a Redis that is down; RUNNING is only what a
+    # reader sees meanwhile.
+    logger.warning("Could not store a task's RUNNING state: %s", error)
 
 
 class RunningMark:
@@ -25,12 +36,13 @@ class RunningMark:
     ``arm()`` on the worker's loop starts looking; ``start(write)`` (from any thread) says the
     function starts now and how to write, and ``RUNNING`` is written ``after_s`` later.
     ``close()`` (from the task's thread) or ``aclose()`` (on the loop) comes before the outcome
-    is written, and waits for a ``RUNNING`` write that has begun. The write itself runs in the
-    loop's default executor, so it completes even when the loop stops first.
+    is written, and waits for a ``RUNNING`` write that has begun. A coroutine function writes
+    on the loop; a plain one in the loop's default executor, where it completes even when the
+    loop stops first.
     """
 
     def __init__(self, after_s: float = RUNNING_AFTER_S) -> None:
-        self._write: Callable[[], None] | None = None
+        self._write: Write | None = None
         self._started_at = 0.0
         self._after_s = after_s
         self._lock = threading.Lock()
@@ -53,7 +65,7 @@ class RunningMark:
             delay_s = self._after_s if delay_s is None else delay_s
             self._timer = asyncio.get_running_loop().call_later(delay_s, self._begin)
 
-    def start(self, write: Callable[[], None]) -> None:
+    def start(self, write: Write) -> None:
         """The function starts now; ``write`` stores its ``RUNNING`` state (any thread)."""
         with self._lock:
             self._write = write
@@ -73,20 +85,29 @@ class RunningMark:
                 self.arm(left_s)
                 return
             self._begun = True
+            write = self._write
+        if inspect.iscoroutinefunction(write):
+            self._future = asyncio.ensure_future(self._awrite_now(write))
+            return
         try:
-            self._future = asyncio.get_running_loop().run_in_executor(None, self._write_now)
+            self._future = asyncio.get_running_loop().run_in_executor(None, self._write_now, write)
         except RuntimeError:
             # The loop's executor is shut down: the worker is stopping, nothing waits to write.
             self._written.set()
 
-    def _write_now(self) -> None:
+    def _write_now(self, write: Callable[[], object]) -> None:
         try:
-            assert self._write is not None
-            self._write()
+            write()
         except Exception as error:
-            # The outcome write comes next and reports a Redis that is down; RUNNING is only
-            # what a reader sees meanwhile.
-            logger.warning("Could not store a task's RUNNING state: %s", error)
+            _not_written(error)
+        finally:
+            self._written.set()
+
+    async def _awrite_now(self, write: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await write()
+        except Exception as error:
+            _not_written(error)
         finally:
             self._written.set()
 
