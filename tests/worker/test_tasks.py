@@ -38,6 +38,7 @@ from worker.tasks.compat import (
     task_started,
 )
 from worker.tasks.progress import PROGRESS_TYPE, progress_group
+from worker.tasks.running import RUNNING_AFTER_S
 from worker.testing.drain import drain
 from worker.transport.dead_letters import DeadLetters
 from worker.transport.keys import ChannelKeys, task_result_key
@@ -372,6 +373,25 @@ async def test_async_tasks_send_a_projects_sync_receivers_from_a_thread(redis_ur
         ("SUCCESSFUL", False),
     ]
     assert all(thread != threading.get_ident() for _, thread, _ in threads)
+
+
+async def test_a_task_whose_started_receiver_raises_is_never_shown_running(redis_url: str) -> None:
+    def refuse(sender: type, task_result: TaskResult[..., Any], **kwargs: Any) -> None:
+        raise RuntimeError("monitor is down")
+
+    task_started.connect(refuse, weak=False)
+    try:
+        with project_settings(redis_url, worker={}):
+            result = await async_add.aenqueue(1, 1)
+            stats = await drain(["tasks.default"])
+            # 20 times the RUNNING threshold: a mark left looking would have written by then.
+            deadline = time.monotonic() + RUNNING_AFTER_S * 20
+            while time.monotonic() < deadline:
+                assert (await async_add.aget_result(result.id)).status == TaskResultStatus.READY
+                await asyncio.sleep(RUNNING_AFTER_S)
+    finally:
+        task_started.disconnect(refuse)
+    assert stats.failed == 1
 
 
 async def test_async_tasks_log_each_state_once_from_the_loop(

@@ -170,16 +170,22 @@ class TaskRun:
             self.mark.start(self._running_write())
             await self._run_async()
             return
-        # One hop for a sync task: its thread runs the function, and task_started unless the
-        # signal can be sent from here; the worker's loop stores the outcome.
+        try:
+            ran = await self._run_in_thread()
+        finally:
+            # Whatever happened before the function (a receiver of task_started that raised),
+            # the mark stops looking.
+            await self.mark.aclose()
+        await self._conclude(ran)
+
+    async def _run_in_thread(self) -> _Ran:
+        """One hop for a sync task: its thread runs the function, and ``task_started`` unless
+        the signal can be sent from here; the worker's loop stores the outcome."""
         way = _way(task_started, type(self.backend))
         if way == _INLINE:
             task_started.send(type(self.backend), task_result=self.result)
-        ran = await sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)(
-            way != _INLINE
-        )
-        await self.mark.aclose()
-        await self._conclude(ran)
+        run = sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)
+        return await run(way != _INLINE)
 
     async def _load(self) -> dict[str, Any] | None:
         """The stored record of a retried task, through the worker's connections if lent."""
@@ -328,7 +334,11 @@ class TaskRun:
         _reraise(error)
 
     async def _run_async(self) -> None:
-        await self._signal(task_started)
+        try:
+            await self._signal(task_started)
+        except BaseException:
+            await self.mark.aclose()
+            raise
         try:
             value = normalize_json(
                 await self.result.task.func(*self._arguments(), **self._kwargs())
