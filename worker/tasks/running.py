@@ -48,7 +48,8 @@ class RunningMark:
         self._lock = threading.Lock()
         self._begun = False
         self._closed = False
-        self._written = threading.Event()
+        #: Set once a RUNNING write that has begun is done; made when one begins.
+        self._written: threading.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future[None] | None = None
 
@@ -86,38 +87,25 @@ class RunningMark:
                 return
             self._begun = True
             write = self._write
+            self._written = written = threading.Event()
         if inspect.iscoroutinefunction(write):
-            self._future = asyncio.ensure_future(self._awrite_now(write))
+            self._future = asyncio.ensure_future(_awrite_now(write, written))
             return
         try:
-            self._future = asyncio.get_running_loop().run_in_executor(None, self._write_now, write)
+            self._future = asyncio.get_running_loop().run_in_executor(
+                None, _write_now, write, written
+            )
         except RuntimeError:
             # The loop's executor is shut down: the worker is stopping, nothing waits to write.
-            self._written.set()
-
-    def _write_now(self, write: Callable[[], object]) -> None:
-        try:
-            write()
-        except Exception as error:
-            _not_written(error)
-        finally:
-            self._written.set()
-
-    async def _awrite_now(self, write: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await write()
-        except Exception as error:
-            _not_written(error)
-        finally:
-            self._written.set()
+            written.set()
 
     def close(self) -> None:
         """No ``RUNNING`` write starts from now on; wait for one that has begun (any thread)."""
         with self._lock:
             self._closed = True
-            begun = self._begun
-        if begun:
-            self._written.wait()
+            written = self._written
+        if written is not None:
+            written.wait()
 
     async def aclose(self) -> None:
         """``close()`` on the worker's loop."""
@@ -128,3 +116,21 @@ class RunningMark:
             begun = self._begun
         if begun and self._future is not None:
             await asyncio.shield(self._future)
+
+
+def _write_now(write: Callable[[], object], written: threading.Event) -> None:
+    try:
+        write()
+    except Exception as error:
+        _not_written(error)
+    finally:
+        written.set()
+
+
+async def _awrite_now(write: Callable[[], Awaitable[None]], written: threading.Event) -> None:
+    try:
+        await write()
+    except Exception as error:
+        _not_written(error)
+    finally:
+        written.set()
