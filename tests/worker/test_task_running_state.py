@@ -128,9 +128,23 @@ async def test_an_attempt_past_the_threshold_writes_running_once_before_close_re
     assert writes[0] - armed_at >= RUNNING_AFTER_S
 
 
+def close_from_a_thread(mark: RunningMark, order: list[object]) -> threading.Thread:
+    """Close ``mark`` from a task thread, as before an outcome; the thread must still wait."""
+
+    def outcome() -> None:
+        mark.close()
+        order.append("outcome")
+
+    thread = threading.Thread(target=outcome)
+    thread.start()
+    thread.join(0.05)
+    assert thread.is_alive(), "close() returned while the RUNNING write was still going on"
+    return thread
+
+
 async def test_close_from_the_task_thread_waits_for_a_running_write_that_has_begun() -> None:
     entered, release = threading.Event(), threading.Event()
-    order: list[str] = []
+    order: list[object] = []
 
     def write() -> None:
         entered.set()
@@ -144,14 +158,7 @@ async def test_close_from_the_task_thread_waits_for_a_running_write_that_has_beg
     mark.start(write)
     assert await asyncio.to_thread(entered.wait, 5.0)
 
-    def outcome() -> None:
-        mark.close()
-        order.append("outcome")
-
-    thread = threading.Thread(target=outcome)
-    thread.start()
-    thread.join(0.05)
-    assert thread.is_alive(), "close() returned while the RUNNING write was still going on"
+    thread = close_from_a_thread(mark, order)
     release.set()
     await asyncio.to_thread(thread.join, 5.0)
     assert order == ["RUNNING", "outcome"]
@@ -171,14 +178,7 @@ async def test_a_coroutine_write_runs_on_the_loop_and_close_waits_for_it() -> No
     mark.arm()
     await asyncio.wait_for(entered.wait(), 5.0)
 
-    def outcome() -> None:
-        mark.close()
-        order.append("outcome")
-
-    thread = threading.Thread(target=outcome)
-    thread.start()
-    thread.join(0.05)
-    assert thread.is_alive(), "close() returned while the RUNNING write was still going on"
+    thread = close_from_a_thread(mark, order)
     release.set()
     await asyncio.to_thread(thread.join, 5.0)
     await mark.aclose()
