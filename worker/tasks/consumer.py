@@ -2,10 +2,11 @@
 
 Sync task functions run in a thread of their own with Django's ``close_old_connections()``
 around the call, as Channels' ``database_sync_to_async`` does; async ones run on the worker's
-loop. ``RUNNING`` is stored only for a task still running after ``RUNNING_AFTER_S``
-(``tasks/running.py``). A task that raises is stored ``READY`` with its error while the worker
-will retry it, ``FAILED`` on the last attempt; the exception then goes on to the worker, which
-retries or dead-letters the message as it does for any consumer.
+loop. Results are read and stored from the loop, through the connections the worker lends
+(``worker.consume.connections``). ``RUNNING`` is stored only for a task still running after
+``RUNNING_AFTER_S`` (``tasks/running.py``). A task that raises is stored ``READY`` with its
+error while the worker will retry it, ``FAILED`` on the last attempt; the exception then goes on
+to the worker, which retries or dead-letters the message as it does for any consumer.
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ class TaskRun:
         return await self.store.load_with(self.clients, result_id)
 
     async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Redis work of an async task through the sync pools, in the channel's thread pool.
+        """Redis work through the sync pools, in the channel's thread pool: for a consumer run
+        outside a worker, which lends no connections.
 
         A hop to a pool thread costs a fraction of one to the send loop's thread and back, and
         the channel's pool has a thread for each instance.

@@ -1,7 +1,10 @@
 """Task results in Redis: a ``TaskResult`` as a JSON record with a TTL, on a host chosen by id.
 
-Reads and writes run on the send loop (``worker.sending.pools``), so the web process, the worker and
-sync or async callers all share its pooled connections.
+Outside a worker (``enqueue()``, ``get_result()``, the admin, the CLI), reads and writes use the
+send API's pooled connections (``worker.sending.pools``): the sync pools from sync code, the send
+loop from async code. Inside a worker, the task consumer reads and writes through the worker's own
+connections on its loop (``save_with``, ``load_with``). A write is one ``store_result.lua``
+call, but for ``enqueue()``'s, which goes in the pipeline of the task's send (``along``).
 """
 
 from __future__ import annotations
