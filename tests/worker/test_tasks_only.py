@@ -55,6 +55,27 @@ def test_runworker_runs_tasks_of_a_project_without_an_asgi_application(
         worker.close()
 
 
+@pytest.mark.e2e
+def test_each_task_state_is_logged_once_with_debug_on(redis_url: str, tasks_only: None) -> None:
+    # Django's development console handler would print django.tasks lines a second time.
+    env = worker_env({"address": redis_url}) | {
+        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+        "DJANGO_DEBUG": "1",
+    }
+    worker = WorkerProcess(runworker_command("tasks.default"), env, REPO_ROOT)
+    try:
+        worker.wait_for_line(r"Worker \S+ consuming tasks\.default ")
+        result = multiply.enqueue(6, 7)
+        worker.wait_for_line(rf"id={result.id} .*state=SUCCESSFUL")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait_exit() == 0, worker.output
+        lines = [line for line in worker.output.splitlines() if f"id={result.id}" in line]
+    finally:
+        worker.close()
+    assert [line.rsplit("state=", 1)[1] for line in lines] == ["RUNNING", "SUCCESSFUL"]
+    assert all(" INFO django.tasks [" in line for line in lines)
+
+
 async def test_drain_runs_tasks_of_a_project_without_an_asgi_application(
     tasks_only: None,
 ) -> None:

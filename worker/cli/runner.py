@@ -17,6 +17,7 @@ from worker.constants import DEFAULT_EXPIRY_WARNING_S
 from worker.consume.event_loop import DEFAULT_LOOP, loop_factory
 from worker.errors import ConfigurationError
 from worker.ops.health import DEFAULT_HEALTH_INTERVAL_S
+from worker.ops.logs import logs_to_stderr
 
 if TYPE_CHECKING:
     from worker.cli.options import WorkerOptions
@@ -39,6 +40,8 @@ def run(options: WorkerOptions) -> int:
             "No channels to consume: runworker CHANNEL [CHANNEL ...], e.g. "
             "runworker thumbnails-generate thumbnails-delete."
         )
+    if logs_to_stderr():
+        drop_djangos_console_handler()
     # Checked before anything starts, so a missing uvloop is one clear error, not one per child.
     new_loop = loop_factory(options.loop or DEFAULT_LOOP)
     if options.reload:
@@ -57,6 +60,26 @@ def run(options: WorkerOptions) -> int:
     with asyncio.Runner(loop_factory=new_loop) as runner:
         code: int = runner.run(_serve(worker))
     return code
+
+
+def drop_djangos_console_handler() -> None:
+    """Remove Django's development console handler from the ``django`` logger.
+
+    While ``DEBUG`` is on, Django's default logging prints ``django.*`` lines at ``INFO`` (a
+    task's state changes among them) on a console handler of its own, and the same lines reach
+    the worker's handler on the root logger: each would show twice, once without the worker's
+    format. Only handlers with Django's ``RequireDebugTrue`` filter go, and only while the
+    ``django`` logger propagates to the root.
+    """
+    from django.utils.log import RequireDebugTrue
+
+    django_logger = logging.getLogger("django")
+    if not django_logger.propagate:
+        # Its lines never reach the worker's handler.
+        return
+    for handler in list(django_logger.handlers):
+        if any(isinstance(check, RequireDebugTrue) for check in handler.filters):
+            django_logger.removeHandler(handler)
 
 
 def build_worker(options: WorkerOptions) -> Worker:

@@ -46,9 +46,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class WorkerLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure_logging()`` puts on the root logger: the worker's stderr."""
+
+
+def logs_to_stderr() -> bool:
+    """Whether the worker's own handler is on the root logger (``configure_logging()``)."""
+    return any(isinstance(handler, WorkerLogHandler) for handler in logging.getLogger().handlers)
+
+
 def configure_logging(level: str, log_format: str = "text") -> None:
     """Log to stderr in ``log_format`` ("text" or "json") at ``level``."""
-    handler = logging.StreamHandler()
+    handler = WorkerLogHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

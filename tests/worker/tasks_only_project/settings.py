@@ -1,7 +1,7 @@
 """A project that only uses ``django.tasks``: no ASGI application, no Channels routing.
 
 Only ``INSTALLED_APPS``, ``CHANNEL_LAYERS`` and ``TASKS``, as in the docs' Tasks quickstart;
-``REDIS_URL`` is the layer's host.
+``REDIS_URL`` is the layer's host; ``DJANGO_DEBUG=1`` turns ``DEBUG`` on, as a new project has it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 import django
 
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 INSTALLED_APPS = ["worker"]
 if django.VERSION < (6, 0):
     INSTALLED_APPS.append("django_tasks")
