@@ -28,6 +28,7 @@ from worker.errors import ChannelAtCapacity
 from worker.sending.api import send
 from worker.tasks.backend import ChannelLayerBackend
 from worker.tasks.compat import (
+    TASKS_LOGGER,
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
@@ -398,13 +399,13 @@ async def test_async_tasks_log_each_state_once_from_the_loop(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Django's own receivers only log: they run where the task runs, with no hop to a thread.
-    with project_settings(redis_url, worker={}), caplog.at_level("INFO", "django.tasks"):
+    with project_settings(redis_url, worker={}), caplog.at_level("INFO", TASKS_LOGGER):
         result = await async_add.aenqueue(1, 1)
         await drain(["tasks.default"])
     lines = [
         (record.getMessage().rsplit("state=", 1)[1], record.thread)
         for record in caplog.records
-        if record.name == "django.tasks" and f"id={result.id}" in record.getMessage()
+        if record.name == TASKS_LOGGER and f"id={result.id}" in record.getMessage()
     ]
     loop_thread = threading.get_ident()
     assert lines == [("RUNNING", loop_thread), ("SUCCESSFUL", loop_thread)]
@@ -413,13 +414,13 @@ async def test_async_tasks_log_each_state_once_from_the_loop(
 async def test_a_failed_sync_task_is_logged_with_its_traceback(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with project_settings(redis_url, worker={}), caplog.at_level("INFO", "django.tasks"):
+    with project_settings(redis_url, worker={}), caplog.at_level("INFO", TASKS_LOGGER):
         result = await fail.aenqueue("no thumbnail")
         await drain(["tasks.default"])
     [failed] = [
         record
         for record in caplog.records
-        if record.name == "django.tasks"
+        if record.name == TASKS_LOGGER
         and f"id={result.id}" in record.getMessage()
         and "state=FAILED" in record.getMessage()
     ]

@@ -19,7 +19,7 @@ from tests.worker.tasks_only_project.tasks import multiply
 from worker.errors import ConfigurationError, UnknownChannel
 from worker.project import load_application
 from worker.sending.api import send
-from worker.tasks.compat import TaskResult, TaskResultStatus
+from worker.tasks.compat import TASKS_LOGGER, TaskResult, TaskResultStatus
 from worker.testing.drain import drain
 
 pytestmark = pytest.mark.redis
@@ -73,7 +73,7 @@ def test_each_task_state_is_logged_once_with_debug_on(redis_url: str, tasks_only
     finally:
         worker.close()
     assert [line.rsplit("state=", 1)[1] for line in lines] == ["RUNNING", "SUCCESSFUL"]
-    assert all(" INFO django.tasks [" in line for line in lines)
+    assert all(f" INFO {TASKS_LOGGER} [" in line for line in lines)
 
 
 async def test_drain_runs_tasks_of_a_project_without_an_asgi_application(

@@ -69,8 +69,14 @@ else:
         )
         from django_tasks.utils import normalize_json
 
+#: The logger of Django's own receivers of the task signals (a line per state change).
+TASKS_LOGGER = (
+    "django.tasks" if log_task_started.__module__.startswith("django.") else "django_tasks"
+)
+
 __all__ = [
     "DEFAULT_TASK_QUEUE_NAME",
+    "TASKS_LOGGER",
     "BaseTaskBackend",
     "InvalidTask",
     "Task",
