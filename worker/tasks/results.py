@@ -246,7 +246,7 @@ class ResultStore:
         """``STORE_RESULT``'s keys and arguments: ``_write()`` in one command."""
         prefix = self.layer.prefix
         keys = [self._key(result_id), task_recent_key(prefix), task_progress_key(prefix, result_id)]
-        args = [record, ttl_s, result_id, time.time(), RECENT_RESULTS_PER_HOST, 1, int(replaced)]
+        args = [record, ttl_s, result_id, time.time(), RECENT_RESULTS_PER_HOST, int(replaced)]
         return keys, args
 
     async def save(
@@ -256,16 +256,8 @@ class ResultStore:
         attempts: Attempts | None = None,
     ) -> None:
         """Store ``result``; a Redis at its ``maxmemory`` raises ``RedisOutOfMemory``."""
-        record, ttl_s = self._record(result, keep_until, attempts)
-        index = self._host(result.id)
-        sender = send_loop().sender(self.layer)
-        try:
-            await run(sender.client(index), STORE_RESULT, *self._stored(result.id, record, ttl_s))
-        except redis.ResponseError as error:
-            if not out_of_memory_reply(error):
-                raise
-            channel = task_channel(result.task.queue_name)
-            raise await sender.memory_refusal(index, channel, error) from error
+        stored = self._record(result, keep_until, attempts)
+        await self._store(self._client(result.id), result, stored)
 
     async def save_with(
         self,
@@ -278,10 +270,19 @@ class ResultStore:
 
         With ``replaced``, returns the record the write replaced (None when there was none).
         """
-        record, ttl_s = self._record(result, None, attempts)
-        index = self._host(result.id)
-        client = clients[index]
-        keys, args = self._stored(result.id, record, ttl_s, replaced)
+        client = clients[self._host(result.id)]
+        return await self._store(client, result, self._record(result, None, attempts), replaced)
+
+    async def _store(
+        self,
+        client: AsyncRedis,
+        result: TaskResult[..., Any],
+        stored: tuple[str, int],
+        replaced: bool = False,
+    ) -> dict[str, Any] | None:
+        """Run ``STORE_RESULT`` on ``client``, the host of ``result``; a refusal for maxmemory
+        becomes ``RedisOutOfMemory``."""
+        keys, args = self._stored(result.id, *stored, replaced)
         try:
             return _decoded(await run(client, STORE_RESULT, keys, args))
         except redis.ResponseError as error:
@@ -289,7 +290,10 @@ class ResultStore:
                 raise
             channel = task_channel(result.task.queue_name)
             memory = await memory_info(client)
-            raise sync_sender(self.layer).out_of_memory(index, channel, error, memory) from error
+            refusal = sync_sender(self.layer).out_of_memory(
+                self._host(result.id), channel, error, memory
+            )
+            raise refusal from error
 
     async def load_with(
         self, clients: Sequence[AsyncRedis], result_id: str

@@ -46,9 +46,9 @@ class RunningMark:
         self._started_at = 0.0
         self._after_s = after_s
         self._lock = threading.Lock()
-        self._begun = False
         self._closed = False
-        #: Set once a RUNNING write that has begun is done; made when one begins.
+        #: Set once a RUNNING write that has begun is done; made when one begins, so None
+        #: until then.
         self._written: threading.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future[None] | None = None
@@ -85,7 +85,6 @@ class RunningMark:
             if left_s > 0:
                 self.arm(left_s)
                 return
-            self._begun = True
             write = self._write
             self._written = written = threading.Event()
         if inspect.iscoroutinefunction(write):
@@ -113,7 +112,7 @@ class RunningMark:
             self._timer.cancel()
         with self._lock:
             self._closed = True
-            begun = self._begun
+            begun = self._written is not None
         if begun and self._future is not None:
             await asyncio.shield(self._future)
 
