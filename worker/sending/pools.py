@@ -16,7 +16,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -31,8 +32,6 @@ from worker.transport.scripts import (
     Script,
     run,
     run_sync,
-    server_reads_flags,
-    server_reads_flags_sync,
 )
 
 if TYPE_CHECKING:
@@ -41,10 +40,20 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Writes to go with a send: the host they belong on, and what queues them on a pipeline there.
-#: On the send's own host they share its round trip, ahead of the message; elsewhere they run
-#: first, in a round trip of their own.
-Along = tuple[int, Callable[[Any], None]]
+
+@dataclass(frozen=True, slots=True)
+class Along:
+    """A record to store with a send (a task's result), on host ``index``.
+
+    On the send's own host, ``keys`` and ``args`` follow the send script's own (``send.lua`` and
+    ``defer.lua`` store the record in the same command, and not at all when the channel is
+    full); on another host, ``script`` stores it first with them, in a call of its own.
+    """
+
+    index: int
+    keys: list[Any]
+    args: list[Any]
+    script: Script
 
 
 def sync_pool(host: Mapping[str, Any]) -> redis.ConnectionPool:
@@ -175,15 +184,6 @@ class SyncSender(_Channels):
         args = self.defer_arguments(member, due_at, priority)
         self._run(index, channel, DEFER, self.defer_keys(channel), args, along)
 
-    def write(self, index: int, channel: str, queue: Callable[[Any], None]) -> None:
-        """Run the writes ``queue`` puts on a pipeline of host ``index``, for ``channel``."""
-        try:
-            with self.clients[index].pipeline(transaction=False) as pipe:
-                queue(pipe)
-                pipe.execute()
-        except redis.OutOfMemoryError as error:
-            raise self.memory_refusal(index, channel, error) from error
-
     def _run(
         self,
         index: int,
@@ -193,39 +193,23 @@ class SyncSender(_Channels):
         args: list[Any],
         along: Along | None = None,
     ) -> Any:
-        client = self.clients[index]
-        if along is not None and along[0] != index:
-            self.write(along[0], channel, along[1])
+        if along is not None and along.index == index:
+            keys, args = [*keys, *along.keys], [*args, *along.args]
         elif along is not None:
-            flags = server_reads_flags_sync(client)
-            with client.pipeline(transaction=False) as pipe:
-                along[1](pipe)
-                pipe.evalsha(script.sha(flags), len(keys), *keys, *args)
-                replies: list[Any] = pipe.execute(raise_on_error=False)
-            reply = self._checked(index, channel, replies)
-            if not isinstance(reply, redis.exceptions.NoScriptError):
-                return reply
+            self._call(along.index, channel, along.script, along.keys, along.args)
+        return self._call(index, channel, script, keys, args)
+
+    def _call(
+        self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
+    ) -> Any:
+        """Run ``script`` on host ``index``; a refusal for maxmemory names the limit."""
+        client = self.clients[index]
         try:
             return run_sync(client, script, keys, args)
         except redis.ResponseError as error:
             if not out_of_memory_reply(error):
                 raise
             raise self.out_of_memory(index, channel, error, _memory_sync(client)) from error
-
-    def _checked(self, index: int, channel: str, replies: list[Any]) -> Any:
-        """The script's reply after the writes ahead of it, or the refusal they met.
-
-        A ``NoScriptError`` is returned for the caller to run the script again, whole.
-        """
-        for reply in replies:
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                continue
-            if isinstance(reply, redis.ResponseError):
-                if not out_of_memory_reply(reply):
-                    raise reply
-                memory = _memory_sync(self.clients[index])
-                raise self.out_of_memory(index, channel, reply, memory) from reply
-        return replies[-1]
 
     def memory_refusal(
         self, index: int, channel: str, error: redis.ResponseError
@@ -281,15 +265,6 @@ class AsyncSender(_Channels):
         args = self.defer_arguments(member, due_at, priority)
         await self._run(index, channel, DEFER, self.defer_keys(channel), args, along)
 
-    async def write(self, index: int, channel: str, queue: Callable[[Any], None]) -> None:
-        """``SyncSender.write()`` on the send loop."""
-        try:
-            async with self.client(index).pipeline(transaction=False) as pipe:
-                queue(pipe)
-                await pipe.execute()
-        except redis.OutOfMemoryError as error:
-            raise await self.memory_refusal(index, channel, error) from error
-
     async def _run(
         self,
         index: int,
@@ -299,24 +274,17 @@ class AsyncSender(_Channels):
         args: list[Any],
         along: Along | None = None,
     ) -> Any:
-        client = self.client(index)
-        if along is not None and along[0] != index:
-            await self.write(along[0], channel, along[1])
+        if along is not None and along.index == index:
+            keys, args = [*keys, *along.keys], [*args, *along.args]
         elif along is not None:
-            flags = await server_reads_flags(client)
-            async with client.pipeline(transaction=False) as pipe:
-                along[1](pipe)
-                pipe.evalsha(script.sha(flags), len(keys), *keys, *args)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
-            for reply in replies:
-                if isinstance(reply, redis.ResponseError) and not isinstance(
-                    reply, redis.exceptions.NoScriptError
-                ):
-                    if not out_of_memory_reply(reply):
-                        raise reply
-                    raise self.out_of_memory(index, channel, reply, await memory_info(client))
-            if not isinstance(replies[-1], redis.exceptions.NoScriptError):
-                return replies[-1]
+            await self._call(along.index, channel, along.script, along.keys, along.args)
+        return await self._call(index, channel, script, keys, args)
+
+    async def _call(
+        self, index: int, channel: str, script: Script, keys: list[Any], args: list[Any]
+    ) -> Any:
+        """``SyncSender._call()`` on the send loop."""
+        client = self.client(index)
         try:
             return await run(client, script, keys, args)
         except redis.ResponseError as error:

@@ -4,7 +4,7 @@ Outside a worker (``enqueue()``, ``get_result()``, the admin, the CLI), reads an
 send API's pooled connections (``worker.sending.pools``): the sync pools from sync code, the send
 loop from async code. Inside a worker, the task consumer reads and writes through the worker's own
 connections on its loop (``save_with``, ``load_with``). A write is one ``store_result.lua``
-call, but for ``enqueue()``'s, which goes in the pipeline of the task's send (``along``).
+call, but for ``enqueue()``'s, which the task's send script makes (``along``).
 """
 
 from __future__ import annotations
@@ -206,29 +206,11 @@ class ResultStore:
         record = to_record(result) | (attempts.fields() if attempts is not None else {})
         return json.dumps(record), math.ceil(ttl_s)
 
-    def _write(
-        self, pipe: Any, result_id: str, record: str, ttl_s: int, progress: bool = True
-    ) -> None:
-        """Queue the record, its place in the recent index and its progress's lifetime.
-
-        The index is trimmed to ``RECENT_RESULTS_PER_HOST`` and lives as long as the result
-        written last; the last progress report lives as long as its result (``progress=False``
-        for a new result, which has none yet).
-        """
-        recent = task_recent_key(self.layer.prefix)
-        pipe.set(self._key(result_id), record, ex=ttl_s)
-        pipe.zadd(recent, {result_id: time.time()})
-        pipe.zremrangebyrank(recent, 0, -RECENT_RESULTS_PER_HOST - 1)
-        pipe.expire(recent, ttl_s)
-        if progress:
-            pipe.expire(task_progress_key(self.layer.prefix, result_id), ttl_s)
-
     def along(self, result: TaskResult[..., Any], keep_until: float | None = None) -> Along:
-        """A new result's writes, to go in the round trip of the task's send."""
+        """A new result's record, stored by the task's send script in the same command."""
         record, ttl_s = self._record(result, keep_until)
-        return self._host(result.id), lambda pipe: self._write(
-            pipe, result.id, record, ttl_s, progress=False
-        )
+        keys, args = self._stored(result.id, record, ttl_s)
+        return Along(self._host(result.id), keys, args[:-1], STORE_RESULT)
 
     def _forget(self, pipe: Any, result_id: str) -> None:
         pipe.delete(self._key(result_id), task_progress_key(self.layer.prefix, result_id))
@@ -243,7 +225,8 @@ class ResultStore:
     def _stored(
         self, result_id: str, record: str, ttl_s: int, replaced: bool = False
     ) -> tuple[list[Any], list[Any]]:
-        """``STORE_RESULT``'s keys and arguments: ``_write()`` in one command."""
+        """``STORE_RESULT``'s keys and arguments: the record, its place in the host's index of
+        recent results (trimmed to ``RECENT_RESULTS_PER_HOST``) and its progress's lifetime."""
         prefix = self.layer.prefix
         keys = [self._key(result_id), task_recent_key(prefix), task_progress_key(prefix, result_id)]
         args = [record, ttl_s, result_id, time.time(), RECENT_RESULTS_PER_HOST, int(replaced)]

@@ -37,6 +37,7 @@ _HELPERS = {
     "level_key": "levels",
     "levels_of": "levels",
     "requeue_by_level": "levels",
+    "store_record": "result_record",
 }
 #: The first Redis version that reads a script's shebang and flags.
 FLAGS_SINCE = (7, 0)

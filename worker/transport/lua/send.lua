@@ -7,12 +7,16 @@
 -- key's expiry. Priority 0 goes to the channel key exactly as channels-redis's send; another
 -- level to its own key (levels.lua), recorded in the index. A queued message's level is the key
 -- it is in: nothing else records it, so nothing outlives it when the layer's expiry drops it.
--- KEYS: channel key, levels index. ARGV: expired cutoff, capacity, member, score, expiry, level,
--- level key prefix. Returns 1 when sent, 0 when full.
--- The counts come first and the ZADD is the first write: Redis 6, which runs this without its
--- shebang, checks maxmemory only at a script's first write, and only for a write that can
--- grow memory.
--- Uses keep_for (lifetime.lua) and level_key (levels.lua), prepended when loaded.
+-- A task's send also stores its result record (store_record, result_record.lua) when the channel
+-- has room, so enqueue() is one command and a refused send leaves no result behind.
+-- KEYS: channel key, levels index; for a task, then result, recent index, progress. ARGV:
+-- expired cutoff, capacity, member, score, expiry, level, level key prefix; for a task, then
+-- record, ttl seconds, result id, time, index bound. Returns 1 when sent, 0 when full.
+-- The counts come first and the first write (SET or ZADD) grows memory: Redis 6, which runs
+-- this without its shebang, checks maxmemory only at a script's first write, and only for a
+-- write that can grow memory.
+-- Uses keep_for (lifetime.lua), level_key (levels.lua) and store_record (result_record.lua),
+-- prepended when loaded.
 local cutoff, level = ARGV[1], tonumber(ARGV[6])
 local function live(key)
     return redis.call('ZCARD', key) - redis.call('ZCOUNT', key, 0, cutoff)
@@ -24,6 +28,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     end
 end
 if count >= tonumber(ARGV[2]) then return 0 end
+if KEYS[3] then
+    store_record(KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+end
 local key = level_key(KEYS[1], ARGV[7], level)
 redis.call('ZADD', key, ARGV[4], ARGV[3])
 if level ~= 0 then
