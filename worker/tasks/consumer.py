@@ -25,7 +25,7 @@ from django.db import close_old_connections
 from django.dispatch import Signal
 from django.utils import timezone
 
-from worker.consume.connections import worker_clients
+from worker.consume.connections import worker_connections
 from worker.consume.delivery import ATTEMPT_KEY, RETRY_DELAY_KEY
 from worker.errors import TaskFailed, TaskNotRunnable
 from worker.names import process_id
@@ -145,7 +145,7 @@ class TaskRun:
         self.backend = backend
         self.store: ResultStore = backend.store
         #: The worker's own connections to the result's hosts, when it lends them.
-        self.clients = worker_clients(self.store.layer)
+        self.lent = worker_connections(self.store.layer)
         self.worker_id = process_id()
         self.result: TaskResult[..., Any]
         #: Writes RUNNING once the function has run for RUNNING_AFTER_S.
@@ -191,9 +191,9 @@ class TaskRun:
     async def _load(self) -> dict[str, Any] | None:
         """The stored record of a retried task, through the worker's connections if lent."""
         result_id = self.message["task_id"]
-        if self.clients is None:
+        if self.lent is None:
             return await self._in_thread(self.store.load_sync, result_id)
-        return await self.store.load_with(self.clients, result_id)
+        return await self.store.load_with(self.lent.clients, result_id)
 
     async def _in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Redis work through the sync pools, in the channel's thread pool: for a consumer run
@@ -222,7 +222,7 @@ class TaskRun:
         def write() -> None:
             keep(self._save_sync(started))
 
-        return awrite if self.clients is not None else write
+        return awrite if self.lent is not None else write
 
     def _save_sync(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
         """Store ``result``, with an earlier run's history if this finds one; returns it.
@@ -245,18 +245,18 @@ class TaskRun:
     async def _save(self, result: TaskResult[..., Any]) -> TaskResult[..., Any]:
         """``_save_sync()`` from the worker's loop: through the connections the worker lends
         (``worker.consume.connections``), else in a thread of the channel's pool."""
-        clients = self.clients
-        if clients is None:
+        if self.lent is None:
             return await self._in_thread(self._save_sync, result)
+        scripts = self.lent.scripts
         attempts = self._attempts()
         if not self.unchecked:
-            await self.store.save_with(clients, result, attempts)
+            await self.store.save_with(scripts, result, attempts)
             return result
         self.unchecked = False
-        replaced = await self.store.save_with(clients, result, attempts, replaced=True)
+        replaced = await self.store.save_with(scripts, result, attempts, replaced=True)
         stored = self._after_swap(result, replaced)
         if stored is not result:
-            await self.store.save_with(clients, stored, attempts)
+            await self.store.save_with(scripts, stored, attempts)
         return stored
 
     def _after_swap(
@@ -371,7 +371,7 @@ class TaskRun:
         sender = type(self.backend)
         finished = self.result.is_finished
         way = _way(task_finished, sender) if finished else _INLINE
-        if way == _THREAD and self.clients is None:
+        if way == _THREAD and self.lent is None:
             self.result = await self._in_thread(self._store_and_send_finished)
             return
         self.result = await self._save(self.result)

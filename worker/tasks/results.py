@@ -31,6 +31,7 @@ from worker.sending.pools import (
 )
 from worker.tasks.compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 from worker.tasks.unrunnable import unrunnable_task
+from worker.transport.batch import ScriptBatch
 from worker.transport.keys import (
     task_progress_key,
     task_recent_key,
@@ -244,17 +245,19 @@ class ResultStore:
 
     async def save_with(
         self,
-        clients: Sequence[AsyncRedis],
+        scripts: ScriptBatch,
         result: TaskResult[..., Any],
         attempts: Attempts | None = None,
         replaced: bool = False,
     ) -> dict[str, Any] | None:
-        """``save()`` through ``clients`` (one per layer host, on the running loop).
+        """``save()`` through ``scripts`` (the worker's clients, one per layer host, on the
+        running loop), in one round trip with the other writes of this turn of the loop.
 
         With ``replaced``, returns the record the write replaced (None when there was none).
         """
-        client = clients[self._host(result.id)]
-        return await self._store(client, result, self._record(result, None, attempts), replaced)
+        stored = self._record(result, None, attempts)
+        client = scripts.clients[self._host(result.id)]
+        return await self._store(client, result, stored, replaced, scripts)
 
     async def _store(
         self,
@@ -262,20 +265,22 @@ class ResultStore:
         result: TaskResult[..., Any],
         stored: tuple[str, int],
         replaced: bool = False,
+        scripts: ScriptBatch | None = None,
     ) -> dict[str, Any] | None:
-        """Run ``STORE_RESULT`` on ``client``, the host of ``result``; a refusal for maxmemory
-        becomes ``RedisOutOfMemory``."""
+        """Run ``STORE_RESULT`` on ``client``, the host of ``result`` (in ``scripts``' batch
+        when given); a refusal for maxmemory becomes ``RedisOutOfMemory``."""
+        index = self._host(result.id)
         keys, args = self._stored(result.id, *stored, replaced)
         try:
+            if scripts is not None:
+                return _decoded(await scripts.run(index, STORE_RESULT, keys, args))
             return _decoded(await run(client, STORE_RESULT, keys, args))
         except redis.ResponseError as error:
             if not out_of_memory_reply(error):
                 raise
             channel = task_channel(result.task.queue_name)
             memory = await memory_info(client)
-            refusal = sync_sender(self.layer).out_of_memory(
-                self._host(result.id), channel, error, memory
-            )
+            refusal = sync_sender(self.layer).out_of_memory(index, channel, error, memory)
             raise refusal from error
 
     async def load_with(

@@ -1,0 +1,99 @@
+"""Script calls made in one turn of the event loop, sent to each host in one round trip.
+
+The task consumer stores each task's result with a script; ten tasks that end together would make
+ten round trips, each paying redis-py's per-command work on the worker's loop. Calls queued with
+``ScriptBatch.run()`` in the same turn go to their host as one pipeline when there are several,
+and as a plain call when there is one. Each caller gets its own script's reply or error; a lost
+connection fails every call of its pipeline, as it would have failed each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import NoScriptError
+
+from worker.transport.scripts import Script, run, server_reads_flags
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    script: Script
+    keys: list[Any]
+    args: list[Any]
+    reply: asyncio.Future[Any]
+
+
+class ScriptBatch:
+    """Batches script calls to ``clients`` (one per layer host) on the running loop."""
+
+    def __init__(self, clients: Sequence[Redis]) -> None:
+        self.clients = clients
+        self._queued: dict[int, list[_Call]] = {}
+        # Strong references: the loop keeps only weak ones to the tasks it runs.
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, index: int, script: Script, keys: list[Any], args: list[Any]) -> Any:
+        """Run ``script`` on host ``index`` with the other calls of this turn of the loop."""
+        loop = asyncio.get_running_loop()
+        call = _Call(script, keys, args, loop.create_future())
+        queued = self._queued.setdefault(index, [])
+        queued.append(call)
+        if len(queued) == 1:
+            loop.call_soon(self._send, index)
+        return await call.reply
+
+    def _send(self, index: int) -> None:
+        calls = self._queued.pop(index, [])
+        task = asyncio.get_running_loop().create_task(self._round_trip(index, calls))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _round_trip(self, index: int, calls: list[_Call]) -> None:
+        client = self.clients[index]
+        try:
+            if len(calls) == 1:
+                call = calls[0]
+                replies = [await run(client, call.script, call.keys, call.args)]
+            else:
+                replies = await _pipelined(client, calls)
+        except BaseException as error:
+            for call in calls:
+                _settle(call, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for call, reply in zip(calls, replies, strict=True):
+            _settle(call, reply)
+
+
+async def _pipelined(client: Redis, calls: list[_Call]) -> list[Any]:
+    """Each call's reply, or the error it met; a script the server lost is sent whole again."""
+    flags = await server_reads_flags(client)
+    async with client.pipeline(transaction=False) as pipe:
+        for call in calls:
+            pipe.evalsha(call.script.sha(flags), len(call.keys), *call.keys, *call.args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for position, (call, reply) in enumerate(zip(calls, replies, strict=True)):
+        if isinstance(reply, NoScriptError):
+            try:
+                replies[position] = await run(client, call.script, call.keys, call.args)
+            except Exception as error:
+                replies[position] = error
+    return replies
+
+
+def _settle(call: _Call, reply: Any) -> None:
+    """Give ``call`` its reply, or raise its error in the caller; not if it stopped waiting."""
+    if call.reply.done():
+        return
+    if isinstance(reply, BaseException):
+        call.reply.set_exception(reply)
+    else:
+        call.reply.set_result(reply)
