@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,9 +27,9 @@ class CountingRedis(Redis):
 
 
 @pytest.fixture
-async def counting(redis_url: str) -> AsyncIterator[type[CountingRedis]]:
+def counting() -> type[CountingRedis]:
     CountingRedis.pipelines = 0
-    yield CountingRedis
+    return CountingRedis
 
 
 def store(result_id: str, record: str, replaced: bool = False) -> tuple[list[Any], list[Any]]:
