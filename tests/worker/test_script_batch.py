@@ -150,4 +150,3 @@ async def test_calls_to_two_hosts_go_to_each_host(redis_url: str) -> None:
     finally:
         await first.aclose()
         await second.aclose()
-
