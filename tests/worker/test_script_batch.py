@@ -53,7 +53,7 @@ async def test_calls_of_one_turn_go_in_one_pipeline_and_each_gets_its_reply(
         )
 
         assert counting.pipelines == 1
-        assert replies == [FIRST.encode(), None, None]
+        assert list(replies) == [FIRST.encode(), None, None]
         assert await client.mget("result:a", "result:b", "result:c") == [NEW.encode()] * 3
         assert await client.zcard("recent") == 3
     finally:
@@ -95,7 +95,7 @@ async def test_scripts_the_server_lost_are_sent_whole_again(redis_url: str) -> N
             batch.run(0, STORE_RESULT, *store("b", NEW)),
         )
 
-        assert replies == [FIRST.encode(), None]
+        assert list(replies) == [FIRST.encode(), None]
         assert await client.get("result:b") == NEW.encode()
     finally:
         await client.aclose()
