@@ -1,13 +1,14 @@
 """Our ``django.tasks`` backend against threadmill and huey's ``HueyBackend`` on one redis-server.
 
 Run from the repository root: ``python bench/bench_tasks.py`` (``--quick`` for a smoke run,
-``--only SCENARIO`` for one scenario, ``--tasks N --trials K``). The peers come from the
-``bench`` dependency group (``uv sync --group bench``); a peer that is not installed is skipped
-with one line. Every backend runs the same task functions (``bench/task_functions.py``) with
-the same settings (``bench/task_settings.py``), one worker process each, trials alternating.
-A trial enqueues its tasks from a process of its own (``bench/task_enqueue.py``), then starts
-the worker; a rate counts from the first task's start to the last task's end, and the worker's
-CPU time (all its processes and threads) from its first task on.
+``--only SCENARIO`` for one scenario, repeated for several, ``--tasks N --trials K``). The peers
+come from the ``bench`` dependency group (``uv sync --group bench``); a peer that is not
+installed is skipped with one line. Every backend runs the same task functions
+(``bench/task_functions.py``) with the same settings (``bench/task_settings.py``), one worker
+process each, trials alternating. A trial enqueues its tasks from a process of its own
+(``bench/task_enqueue.py``), then starts the worker; a rate counts from the first task's start
+to the last task's end, and the worker's CPU time (all its processes and threads) from its first
+task on.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class Scenario:
     enqueue: str
     #: Threads for the peers; ours gets ``--concurrency``/``--task-threads`` ``WIDE`` when > 1.
     threads: int
+    #: Whether the peers run it too; a scenario of ours alone measures a cost of ours.
+    peers: bool = True
 
 
 SCENARIOS = (
@@ -104,6 +107,9 @@ SCENARIOS = (
     Scenario(
         "sleep-async", "asyncio.sleep(0.01) async task", "sleep_async", "async", PEER_SLEEP_THREADS
     ),
+    # What priorities cost: the no-op sync scenario with four priority levels in turn
+    # (bench.task_enqueue.PRIORITIES), against the same with priority 0 only.
+    Scenario("noop-priority", "no-op sync task, 4 priorities", "noop_sync", "priorities", 1, False),
 )
 SCENARIO_KEYS = [scenario.key for scenario in SCENARIOS] + ["latency"]
 
@@ -316,16 +322,20 @@ def profile(bench: TaskBench, function: str, concurrency: int) -> None:
         print(f"| {step} | {calls / count:.2f} | {us:,.0f} | {us / per_task_us:.0%} |")
 
 
-def run(bench: TaskBench, backends: Sequence[Backend], only: str | None, logs: Path) -> Results:
+def run(
+    bench: TaskBench, backends: Sequence[Backend], only: list[str] | None, logs: Path
+) -> Results:
     """Every scenario's trials, alternating the backends; each trial starts with the next one."""
     results = Results()
-    scenarios = [scenario for scenario in SCENARIOS if only in (None, scenario.key)]
+    scenarios = [scenario for scenario in SCENARIOS if only is None or scenario.key in only]
     consumer_bench = Bench(bench.url, Sizes(io_ours=bench.sizes.tasks, trials=1), logs)
     for trial in range(bench.sizes.trials):
         order = [backends[(trial + step) % len(backends)] for step in range(len(backends))]
         for scenario in scenarios:
             for backend in order:
                 if scenario.enqueue == "async" and not backend.supports_async:
+                    continue
+                if not scenario.peers and backend is not OURS:
                     continue
                 drain = bench.drain(backend, scenario)
                 results.add(backend.name, scenario.key, drain)
@@ -339,7 +349,7 @@ def run(bench: TaskBench, backends: Sequence[Backend], only: str | None, logs: P
                 (rate,) = consumer_bench.throughput(runs, "sleep_consumer")
                 results.consumer_rates.append(rate.rate)
                 say(f"trial {trial + 1} 10 ms AsyncConsumer, ours: {rate.rate:,.0f} msg/s")
-        if only in (None, "latency"):
+        if only is None or "latency" in only:
             for backend in order:
                 p50, p99 = bench.latency(backend)
                 results.latencies.setdefault(backend.name, []).append((p50, p99))
@@ -403,6 +413,24 @@ def rate_rows(results: Results, sizes: TaskSizes) -> list[Row]:
         )
         title = f"no-op {kind} task, {sizes.tasks:,} tasks (ours default flags; peers 1 thread)"
         rows.append(Row(title, cells(key, rate, "/s"), ratios(key, rate), target, missed))
+
+    ours_spread = median("ours", "noop-priority", rate)
+    ours_noop = median("ours", "noop-sync", rate)
+    share = ours_spread / ours_noop if ours_spread and ours_noop else None
+    of_noop = f"{share:.0%} of {ours_noop:,.0f} /s" if share and ours_noop else "-"
+    target, missed = _check(
+        share, 0.9, f">= 90% of ours' no-op sync rate with priority 0 only ({of_noop})"
+    )
+    rows.append(
+        Row(
+            f"no-op sync task, {sizes.tasks:,} tasks, priorities -10, 0, 10 and 50 in turn "
+            "(ours alone: what priority costs)",
+            cells("noop-priority", rate, "/s"),
+            {"threadmill": "", "huey": ""},
+            target,
+            missed,
+        )
+    )
 
     ours_sleep = median("ours", "sleep-sync", rate)
     threadmill_sleep = median("threadmill", "sleep-sync", rate)
@@ -548,7 +576,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, one trial: a smoke run")
     parser.add_argument("--tasks", type=int, help="tasks per trial of each scenario (20,000)")
     parser.add_argument("--trials", type=int, help="trials per backend and scenario (3)")
-    parser.add_argument("--only", choices=SCENARIO_KEYS, help="run this scenario only")
+    parser.add_argument(
+        "--only",
+        choices=SCENARIO_KEYS,
+        action="append",
+        help="run this scenario only; repeat it for several",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -593,9 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     with redis_server() as url:
         results = run(TaskBench(url, sizes, logs), backends, options.only, logs)
     rows = []
-    if options.only != "latency":
+    if options.only is None or set(options.only) - {"latency"}:
         rows += rate_rows(results, sizes)
-    if options.only in (None, "latency"):
+    if options.only is None or "latency" in options.only:
         rows += latency_rows(results, sizes)
     print_table(rows)
     command = " ".join(["python bench/bench_tasks.py", *(argv or sys.argv[1:])])

@@ -1,9 +1,11 @@
 """The enqueuing side of ``bench_tasks.py``: a process of its own, like a web process.
 
-``python -m bench.task_enqueue sync|async|paced FUNCTION COUNT [RATE]`` enqueues ``COUNT`` tasks
-with the backend ``bench.task_settings`` picks and prints the seconds it took as JSON: ``sync``
+``python -m bench.task_enqueue sync|async|paced|priorities FUNCTION COUNT [RATE]`` enqueues
+``COUNT`` tasks with the backend ``bench.task_settings`` picks and prints the seconds it took as
+JSON: ``sync``
 calls ``enqueue()`` from plain sync code (no event loop), ``async`` awaits ``aenqueue()``,
-``paced`` calls ``enqueue(time.time())`` at a steady ``RATE`` per second.
+``paced`` calls ``enqueue(time.time())`` at a steady ``RATE`` per second, ``priorities`` calls
+``enqueue()`` from sync code with the priorities ``PRIORITIES`` in turn.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ async def _async(task: Any, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         await task.aenqueue()
+    return time.perf_counter() - started
+
+
+#: The priorities the ``priorities`` mode gives its tasks in turn: four levels, one of them 0.
+PRIORITIES = (-10, 0, 10, 50)
+
+
+def _priorities(task: Any, count: int) -> float:
+    tasks = [task.using(priority=priority) for priority in PRIORITIES]
+    started = time.perf_counter()
+    for n in range(count):
+        tasks[n % len(tasks)].enqueue()
     return time.perf_counter() - started
 
 
@@ -55,8 +69,10 @@ def main(argv: list[str]) -> int:
         seconds = asyncio.run(_async(task, count))
     elif mode == "paced":
         seconds = _paced(task, count, float(argv[3]))
+    elif mode == "priorities":
+        seconds = _priorities(task, count)
     else:
-        raise SystemExit(f"mode {mode!r}: expected 'sync', 'async' or 'paced'.")
+        raise SystemExit(f"mode {mode!r}: expected 'sync', 'async', 'paced' or 'priorities'.")
     print(json.dumps({"seconds": seconds}))
     return 0
 
