@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
+from tests.faults.proxy import FaultProxy
+from tests.redis_server import RedisServer
 from worker.transport.batch import ScriptBatch
-from worker.transport.scripts import STORE_RESULT
+from worker.transport.scripts import STORE_RESULT, server_reads_flags
 
 #: store_result.lua's reply for a result it replaced, the record it stored before.
 NEW, FIRST = "record-1", "record-2"
@@ -87,8 +89,10 @@ async def test_scripts_the_server_lost_are_sent_whole_again(redis_url: str) -> N
     batch = ScriptBatch([client])
     try:
         await batch.run(0, STORE_RESULT, *store("a", FIRST))
+        sha = STORE_RESULT.sha(await server_reads_flags(client))
+        assert await client.script_exists(sha) == [True]
         await client.script_flush()
-        assert await client.script_exists(STORE_RESULT.flagged_sha) == [False]
+        assert await client.script_exists(sha) == [False]
 
         replies = await asyncio.gather(
             batch.run(0, STORE_RESULT, *store("a", NEW, replaced=True)),
@@ -101,22 +105,28 @@ async def test_scripts_the_server_lost_are_sent_whole_again(redis_url: str) -> N
         await client.aclose()
 
 
-async def test_a_lost_connection_fails_every_call_of_the_round_trip() -> None:
-    # Nothing listens on port 1.
-    client = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    batch = ScriptBatch([client])
-    try:
-        replies = await asyncio.gather(
-            *(batch.run(0, STORE_RESULT, *store(name, NEW)) for name in "abc"),
-            return_exceptions=True,
-        )
+async def test_a_connection_lost_mid_round_trip_fails_every_call_of_it(
+    redis_server: RedisServer,
+) -> None:
+    with FaultProxy(redis_server.port) as proxy:
+        client = Redis.from_url(proxy.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        batch = ScriptBatch([client])
+        try:
+            await batch.run(0, STORE_RESULT, *store("first", NEW))  # connected, flags known
+            proxy.blackhole()
+            replies = await asyncio.gather(
+                *(batch.run(0, STORE_RESULT, *store(name, NEW)) for name in "abc"),
+                return_exceptions=True,
+            )
 
-        assert [type(reply) for reply in replies] == [ConnectionError] * 3
-    finally:
-        await client.aclose()
+            assert all(isinstance(reply, ConnectionError | TimeoutError) for reply in replies)
+            assert len({type(reply) for reply in replies}) == 1
+        finally:
+            proxy.heal()
+            await client.aclose()
 
 
-async def test_a_caller_that_stops_waiting_leaves_the_others_their_replies(
+async def test_a_caller_that_stops_waiting_in_its_turn_writes_nothing(
     redis_url: str,
 ) -> None:
     client = Redis.from_url(redis_url)
@@ -130,8 +140,40 @@ async def test_a_caller_that_stops_waiting_leaves_the_others_their_replies(
         assert await kept is None
         assert gone.cancelled()
         assert await client.get("result:b") == NEW.encode()
+        assert await client.exists("result:a") == 0
     finally:
         await client.aclose()
+
+
+async def test_close_waits_for_the_round_trips_under_way(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    batch = ScriptBatch([client])
+    try:
+        calls = [asyncio.ensure_future(batch.run(0, STORE_RESULT, *store(n, NEW))) for n in "ab"]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the round trip has started
+        for call in calls:
+            call.cancel()  # its callers stop waiting; the writes already sent still land
+
+        await batch.aclose()
+
+        assert await client.mget("result:a", "result:b") == [NEW.encode()] * 2
+    finally:
+        await client.aclose()
+
+
+def test_a_batch_serves_only_the_loop_it_was_first_used_on(redis_url: str) -> None:
+    async def first_use() -> ScriptBatch:
+        client = Redis.from_url(redis_url)
+        batch = ScriptBatch([client])
+        await batch.run(0, STORE_RESULT, *store("a", NEW))
+        await client.aclose()
+        return batch
+
+    batch = asyncio.run(first_use())
+
+    with pytest.raises(RuntimeError, match="only on the event loop it was first used on"):
+        asyncio.run(batch.run(0, STORE_RESULT, *store("b", NEW)))
 
 
 async def test_calls_to_two_hosts_go_to_each_host(redis_url: str) -> None:

@@ -42,7 +42,7 @@ from worker.tasks.progress import PROGRESS_TYPE, progress_group
 from worker.tasks.running import RUNNING_AFTER_S
 from worker.testing.drain import drain
 from worker.transport.dead_letters import DeadLetters
-from worker.transport.keys import ChannelKeys, task_result_key
+from worker.transport.keys import ChannelKeys, task_recent_key, task_result_key
 
 pytestmark = pytest.mark.redis
 
@@ -279,6 +279,21 @@ def test_a_failed_send_leaves_no_result_behind(redis_url: str) -> None:
         with redis.Redis.from_url(redis_url) as client:
             results: list[bytes] = client.keys("*task-result:*")
     assert len(results) == 1
+
+
+@pytest.mark.parametrize("run_after_s", [None, 60], ids=["now", "deferred"])
+def test_a_key_of_the_wrong_type_refuses_the_enqueue_with_its_name_and_writes_nothing(
+    on_redis: redis.Redis, run_after_s: int | None
+) -> None:
+    recent = task_recent_key(RedisChannelLayer().prefix)
+    on_redis.set(recent, "not the sorted set of recent results")
+    task = add.using(run_after=timezone.now() + timedelta(seconds=run_after_s or 0))
+
+    with pytest.raises(redis.ResponseError, match=rf"WRONGTYPE key {recent} holds a string"):
+        (task if run_after_s else add).enqueue(1, 2)
+
+    assert on_redis.keys("*task-result:*") == []
+    assert on_redis.keys("*tasks.default*") == []
 
 
 # Running in the testing aid: the worker's real path, in this process

@@ -36,11 +36,15 @@ _serving: ContextVar[Lent | None] = ContextVar("channel_worker_connections", def
 
 
 @contextmanager
-def lending(layer: RedisChannelLayer, clients: list[Redis]) -> Iterator[None]:
-    """Lend ``clients`` (one per host of ``layer``) to the tasks started in this block."""
-    token = _serving.set(Lent(layer, clients))
+def lending(layer: RedisChannelLayer, clients: list[Redis]) -> Iterator[Lent]:
+    """Lend ``clients`` (one per host of ``layer``) to the tasks started in this block.
+
+    The block gets what it lends: its ``scripts`` must be closed before the clients are.
+    """
+    lent = Lent(layer, clients)
+    token = _serving.set(lent)
     try:
-        yield
+        yield lent
     finally:
         _serving.reset(token)
 

@@ -17,7 +17,7 @@ from worker.constants import (
     DEFAULT_SHUTDOWN_TIMEOUT_S,
     POLL_TIMEOUT_S,
 )
-from worker.consume.connections import lending
+from worker.consume.connections import Lent, lending
 from worker.consume.delivery import INVALID_TYPE, message_label
 from worker.consume.event_loop import running_loop_name
 from worker.consume.instance import InstanceSlot
@@ -173,8 +173,9 @@ class Worker:
         self._warn_about_expiry()
         health = self._health_reporter()
         health_task: asyncio.Task[None] | None = None
+        lent: Lent | None = None
         try:
-            with lending(self.layer, self._clients):
+            with lending(self.layer, self._clients) as lent:
                 for channel in self.channels:
                     self._runtimes[channel] = self._start_channel(channel)
             logger.info("%s, %s event loop", self.startup_line(), running_loop_name())
@@ -195,6 +196,8 @@ class Worker:
             for runtime in self._runtimes.values():
                 tasks += runtime.tasks + runtime.pollers + runtime.background
             await _cancel_and_wait(tasks)
+            if lent is not None:
+                await lent.scripts.aclose()
             await health.remove()
             await asyncio.gather(*(client.aclose() for client in self._clients))
 

@@ -18,11 +18,13 @@ with the ``django-tasks`` backport (Django 5.2).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import redis
 from asgiref.sync import sync_to_async
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -130,7 +132,9 @@ class ChannelLayerBackend(BaseTaskBackend):
         try:
             redis_send_sync(prepared, due_at, along=store.along(result, keep_until=due_at))
         except BaseException:
-            store.delete_sync(result.id)
+            # Best effort: the send's own error is the one to raise.
+            with contextlib.suppress(redis.RedisError):
+                store.delete_sync(result.id)
             raise
         task_enqueued.send(type(self), task_result=result)
         return result
@@ -217,7 +221,8 @@ async def _store_and_send(
     try:
         await redis_send(prepared, due_at, along=store.along(result, keep_until=due_at))
     except BaseException:
-        await store.delete(result.id)
+        with contextlib.suppress(redis.RedisError):
+            await store.delete(result.id)
         raise
 
 

@@ -31,17 +31,21 @@ class _Call:
 
 
 class ScriptBatch:
-    """Batches script calls to ``clients`` (one per layer host) on the running loop."""
+    """Batches script calls to ``clients`` (one per layer host) on the loop they belong to."""
 
     def __init__(self, clients: Sequence[Redis]) -> None:
         self.clients = clients
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._queued: dict[int, list[_Call]] = {}
         # Strong references: the loop keeps only weak ones to the tasks it runs.
         self._sending: set[asyncio.Task[None]] = set()
 
     async def run(self, index: int, script: Script, keys: list[Any], args: list[Any]) -> Any:
-        """Run ``script`` on host ``index`` with the other calls of this turn of the loop."""
-        loop = asyncio.get_running_loop()
+        """Run ``script`` on host ``index`` with the other calls of this turn of the loop.
+
+        A caller that stops waiting before its turn ends takes its call out of the batch.
+        """
+        loop = self._own_loop()
         call = _Call(script, keys, args, loop.create_future())
         queued = self._queued.setdefault(index, [])
         queued.append(call)
@@ -49,15 +53,33 @@ class ScriptBatch:
             loop.call_soon(self._send, index)
         return await call.reply
 
+    async def aclose(self) -> None:
+        """Wait for the round trips under way (before the clients close)."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "A ScriptBatch runs only on the event loop it was first used on, where its "
+                "clients' connections live."
+            )
+        return loop
+
     def _send(self, index: int) -> None:
-        calls = self._queued.pop(index, [])
+        calls = [call for call in self._queued.pop(index, []) if not call.reply.done()]
+        if not calls:
+            return
         task = asyncio.get_running_loop().create_task(self._round_trip(index, calls))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def _round_trip(self, index: int, calls: list[_Call]) -> None:
-        client = self.clients[index]
         try:
+            client = self.clients[index]
             if len(calls) == 1:
                 call = calls[0]
                 replies = [await run(client, call.script, call.keys, call.args)]
@@ -93,7 +115,10 @@ def _settle(call: _Call, reply: Any) -> None:
     """Give ``call`` its reply, or raise its error in the caller; not if it stopped waiting."""
     if call.reply.done():
         return
-    if isinstance(reply, BaseException):
+    if isinstance(reply, asyncio.CancelledError):
+        # The round trip was cancelled (the worker is stopping), not the caller's own wait.
+        call.reply.cancel()
+    elif isinstance(reply, BaseException):
         call.reply.set_exception(reply)
     else:
         call.reply.set_result(reply)

@@ -6,7 +6,7 @@
 -- result, recent index, progress. ARGV: member, due time, lifetime in seconds (from now until
 -- the due time plus the layer's expiry), level; for a task, then its result record as in
 -- send.lua, stored first (store_record, result_record.lua).
-local refused = wrong_type({KEYS[1], 'zset', KEYS[2], 'hash'})
+local refused = wrong_type({KEYS[1], 'zset', KEYS[2], 'hash', KEYS[4] or KEYS[1], 'zset'})
 if refused then return redis.error_reply(refused) end
 if KEYS[3] then
     store_record(KEYS[3], KEYS[4], KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])

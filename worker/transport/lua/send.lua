@@ -15,8 +15,8 @@
 -- The counts come first and the first write (SET or ZADD) grows memory: Redis 6, which runs
 -- this without its shebang, checks maxmemory only at a script's first write, and only for a
 -- write that can grow memory.
--- Uses keep_for (lifetime.lua), level_key (levels.lua) and store_record (result_record.lua),
--- prepended when loaded.
+-- Uses keep_for (lifetime.lua), level_key (levels.lua), store_record (result_record.lua) and
+-- wrong_type (key_types.lua), prepended when loaded.
 local cutoff, level = ARGV[1], tonumber(ARGV[6])
 local function live(key)
     return redis.call('ZCARD', key) - redis.call('ZCOUNT', key, 0, cutoff)
@@ -28,10 +28,13 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     end
 end
 if count >= tonumber(ARGV[2]) then return 0 end
+local key = level_key(KEYS[1], ARGV[7], level)
 if KEYS[3] then
+    -- The record is written first: every key written after it must take its write.
+    local refused = wrong_type({key, 'zset', KEYS[2], 'zset', KEYS[4], 'zset'})
+    if refused then return redis.error_reply(refused) end
     store_record(KEYS[3], KEYS[4], KEYS[5], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 end
-local key = level_key(KEYS[1], ARGV[7], level)
 redis.call('ZADD', key, ARGV[4], ARGV[3])
 if level ~= 0 then
     redis.call('ZADD', KEYS[2], level, level)
