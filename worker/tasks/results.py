@@ -240,8 +240,7 @@ class ResultStore:
         attempts: Attempts | None = None,
     ) -> None:
         """Store ``result``; a Redis at its ``maxmemory`` raises ``RedisOutOfMemory``."""
-        stored = self._record(result, keep_until, attempts)
-        await self._store(self._client(result.id), result, stored)
+        await self._store(result, self._record(result, keep_until, attempts))
 
     async def save_with(
         self,
@@ -255,21 +254,19 @@ class ResultStore:
 
         With ``replaced``, returns the record the write replaced (None when there was none).
         """
-        stored = self._record(result, None, attempts)
-        client = scripts.clients[self._host(result.id)]
-        return await self._store(client, result, stored, replaced, scripts)
+        return await self._store(result, self._record(result, None, attempts), replaced, scripts)
 
     async def _store(
         self,
-        client: AsyncRedis,
         result: TaskResult[..., Any],
         stored: tuple[str, int],
         replaced: bool = False,
         scripts: ScriptBatch | None = None,
     ) -> dict[str, Any] | None:
-        """Run ``STORE_RESULT`` on ``client``, the host of ``result`` (in ``scripts``' batch
-        when given); a refusal for maxmemory becomes ``RedisOutOfMemory``."""
+        """Run ``STORE_RESULT`` on the host of ``result``: in ``scripts``' batch when given,
+        else on the send loop; a refusal for maxmemory becomes ``RedisOutOfMemory``."""
         index = self._host(result.id)
+        client = scripts.clients[index] if scripts is not None else self._client(result.id)
         keys, args = self._stored(result.id, *stored, replaced)
         try:
             if scripts is not None:
