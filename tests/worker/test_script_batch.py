@@ -62,47 +62,39 @@ async def test_calls_of_one_turn_go_in_one_pipeline_and_each_gets_its_reply(
         await client.aclose()
 
 
-async def test_an_error_reply_fails_only_its_own_call(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    batch = ScriptBatch([client])
-    try:
-        await client.set("recent", "a string, not the sorted set the script expects")
-        keys, args = store("a", NEW)
-        wrong = [keys[0], "recent", keys[2]]
-        right = [keys[0], "other-recent", keys[2]]
-        replies = await asyncio.gather(
-            batch.run(0, STORE_RESULT, wrong, args),
-            batch.run(0, STORE_RESULT, right, args),
-            return_exceptions=True,
-        )
+async def test_an_error_reply_fails_only_its_own_call(redis: Redis) -> None:
+    batch = ScriptBatch([redis])
+    await redis.set("recent", "a string, not the sorted set the script expects")
+    keys, args = store("a", NEW)
+    wrong = [keys[0], "recent", keys[2]]
+    right = [keys[0], "other-recent", keys[2]]
+    replies = await asyncio.gather(
+        batch.run(0, STORE_RESULT, wrong, args),
+        batch.run(0, STORE_RESULT, right, args),
+        return_exceptions=True,
+    )
 
-        assert isinstance(replies[0], ResponseError)
-        assert "WRONGTYPE" in str(replies[0])
-        assert replies[1] is None
-        assert await client.zcard("other-recent") == 1
-    finally:
-        await client.aclose()
+    assert isinstance(replies[0], ResponseError)
+    assert "WRONGTYPE" in str(replies[0])
+    assert replies[1] is None
+    assert await redis.zcard("other-recent") == 1
 
 
-async def test_scripts_the_server_lost_are_sent_whole_again(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    batch = ScriptBatch([client])
-    try:
-        await batch.run(0, STORE_RESULT, *store("a", FIRST))
-        sha = STORE_RESULT.sha(await server_reads_flags(client))
-        assert await client.script_exists(sha) == [True]
-        await client.script_flush()
-        assert await client.script_exists(sha) == [False]
+async def test_scripts_the_server_lost_are_sent_whole_again(redis: Redis) -> None:
+    batch = ScriptBatch([redis])
+    await batch.run(0, STORE_RESULT, *store("a", FIRST))
+    sha = STORE_RESULT.sha(await server_reads_flags(redis))
+    assert await redis.script_exists(sha) == [True]
+    await redis.script_flush()
+    assert await redis.script_exists(sha) == [False]
 
-        replies = await asyncio.gather(
-            batch.run(0, STORE_RESULT, *store("a", NEW, replaced=True)),
-            batch.run(0, STORE_RESULT, *store("b", NEW)),
-        )
+    replies = await asyncio.gather(
+        batch.run(0, STORE_RESULT, *store("a", NEW, replaced=True)),
+        batch.run(0, STORE_RESULT, *store("b", NEW)),
+    )
 
-        assert list(replies) == [FIRST.encode(), None]
-        assert await client.get("result:b") == NEW.encode()
-    finally:
-        await client.aclose()
+    assert list(replies) == [FIRST.encode(), None]
+    assert await redis.get("result:b") == NEW.encode()
 
 
 async def test_a_connection_lost_mid_round_trip_fails_every_call_of_it(
@@ -126,40 +118,30 @@ async def test_a_connection_lost_mid_round_trip_fails_every_call_of_it(
             await client.aclose()
 
 
-async def test_a_caller_that_stops_waiting_in_its_turn_writes_nothing(
-    redis_url: str,
-) -> None:
-    client = Redis.from_url(redis_url)
-    batch = ScriptBatch([client])
-    try:
-        gone = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("a", NEW)))
-        kept = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("b", NEW)))
-        await asyncio.sleep(0)  # both queued for the same turn
-        gone.cancel()
+async def test_a_caller_that_stops_waiting_in_its_turn_writes_nothing(redis: Redis) -> None:
+    batch = ScriptBatch([redis])
+    gone = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("a", NEW)))
+    kept = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("b", NEW)))
+    await asyncio.sleep(0)  # both queued for the same turn
+    gone.cancel()
 
-        assert await kept is None
-        assert gone.cancelled()
-        assert await client.get("result:b") == NEW.encode()
-        assert await client.exists("result:a") == 0
-    finally:
-        await client.aclose()
+    assert await kept is None
+    assert gone.cancelled()
+    assert await redis.get("result:b") == NEW.encode()
+    assert await redis.exists("result:a") == 0
 
 
-async def test_close_waits_for_the_round_trips_under_way(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
-    batch = ScriptBatch([client])
-    try:
-        calls = [asyncio.ensure_future(batch.run(0, STORE_RESULT, *store(n, NEW))) for n in "ab"]
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)  # the round trip has started
-        for call in calls:
-            call.cancel()  # its callers stop waiting; the writes already sent still land
+async def test_close_waits_for_the_round_trips_under_way(redis: Redis) -> None:
+    batch = ScriptBatch([redis])
+    calls = [asyncio.ensure_future(batch.run(0, STORE_RESULT, *store(n, NEW))) for n in "ab"]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the round trip has started
+    for call in calls:
+        call.cancel()  # its callers stop waiting; the writes already sent still land
 
-        await batch.aclose()
+    await batch.aclose()
 
-        assert await client.mget("result:a", "result:b") == [NEW.encode()] * 2
-    finally:
-        await client.aclose()
+    assert await redis.mget("result:a", "result:b") == [NEW.encode()] * 2
 
 
 def test_a_batch_serves_only_the_loop_it_was_first_used_on(redis_url: str) -> None:
