@@ -62,6 +62,36 @@ async def test_calls_of_one_turn_go_in_one_pipeline_and_each_gets_its_reply(
         await client.aclose()
 
 
+async def test_calls_made_while_a_round_trip_is_under_way_go_together_after_it(
+    redis_server: RedisServer, counting: type[CountingRedis]
+) -> None:
+    with FaultProxy(redis_server.port) as proxy:
+        client = counting.from_url(proxy.url)
+        batch = ScriptBatch([client])
+        try:
+            await batch.run(0, STORE_RESULT, *store("first", FIRST))  # connected, flags known
+            proxy.delay(0.2)
+            slow = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("a", NEW)))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # its round trip is under way, and takes 0.2 s
+            waiting = []
+            for name in "bcd":  # one call per turn of the loop, as sync tasks end
+                waiting.append(asyncio.ensure_future(batch.run(0, STORE_RESULT, *store(name, NEW))))
+                await asyncio.sleep(0)
+            assert not slow.done()
+            assert counting.pipelines == 0
+
+            proxy.heal()
+            replies = await asyncio.gather(slow, *waiting)
+
+            assert list(replies) == [None] * 4
+            assert counting.pipelines == 1  # b, c and d: one round trip, after a's
+            assert await client.mget(*(f"result:{name}" for name in "abcd")) == [NEW.encode()] * 4
+        finally:
+            proxy.heal()
+            await client.aclose()
+
+
 async def test_an_error_reply_fails_only_its_own_call(redis: Redis) -> None:
     batch = ScriptBatch([redis])
     await redis.set("recent", "a string, not the sorted set the script expects")

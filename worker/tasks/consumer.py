@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -44,8 +44,8 @@ from worker.tasks.compat import (
 )
 from worker.tasks.results import (
     Attempts,
+    changed,
     from_record,
-    raw_return_value,
     set_return_value,
 )
 from worker.tasks.running import RunningMark, Write
@@ -183,10 +183,10 @@ class TaskRun:
         """One hop for a sync task: its thread runs the function, and ``task_started`` unless
         the signal can be sent from here; the worker's loop stores the outcome."""
         way = _way(task_started, type(self.backend))
-        if way == _INLINE:
-            task_started.send(type(self.backend), task_result=self.result)
+        if way.how == _INLINE:
+            self._send_inline(task_started, way)
         run = sync_to_async(self._run_sync, thread_sensitive=False, executor=self.executor)
-        return await run(way != _INLINE)
+        return await run(way.how != _INLINE)
 
     async def _load(self) -> dict[str, Any] | None:
         """The stored record of a retried task, through the worker's connections if lent."""
@@ -370,8 +370,8 @@ class TaskRun:
         """
         sender = type(self.backend)
         finished = self.result.is_finished
-        way = _way(task_finished, sender) if finished else _INLINE
-        if way == _THREAD and self.lent is None:
+        way = _way(task_finished, sender) if finished else _NOBODY
+        if way.how == _THREAD and self.lent is None:
             self.result = await self._in_thread(self._store_and_send_finished)
             return
         self.result = await self._save(self.result)
@@ -389,13 +389,19 @@ class TaskRun:
         sender = type(self.backend)
         await self._send(signal, sender, _way(signal, sender))
 
-    async def _send(self, signal: Signal, sender: type, way: str) -> None:
-        if way == _INLINE:
-            signal.send(sender, task_result=self.result)
-        elif way == _ASYNC:
+    async def _send(self, signal: Signal, sender: type, way: _Way) -> None:
+        if way.how == _INLINE:
+            self._send_inline(signal, way)
+        elif way.how == _ASYNC:
             await signal.asend(sender, task_result=self.result)
         else:
             await self._in_thread(signal.send, sender, task_result=self.result)
+
+    def _send_inline(self, signal: Signal, way: _Way) -> None:
+        """``signal.send()`` to the receivers ``_way()`` found, as ``send()`` calls them."""
+        sender = type(self.backend)
+        for receiver in way.receivers:
+            receiver(signal=signal, sender=sender, task_result=self.result)
 
     async def _not_runnable(
         self, result: TaskResult[..., Any], error: TaskError, reason: str
@@ -472,10 +478,7 @@ class TaskRun:
     def _replace(
         self, result: TaskResult[..., Any] | None = None, **changes: Any
     ) -> TaskResult[..., Any]:
-        base = result if result is not None else self.result
-        new = dataclasses.replace(base, **changes)
-        set_return_value(new, raw_return_value(base))
-        return new
+        return changed(result if result is not None else self.result, **changes)
 
 
 def _from_message(message: Message) -> dict[str, Any]:
@@ -487,11 +490,23 @@ def _from_message(message: Message) -> dict[str, Any]:
 
 #: How the worker's loop sends a task signal: in place, with ``asend()``, or in a thread.
 _INLINE, _ASYNC, _THREAD = "inline", "async", "thread"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Way:
+    """How to send a signal, and its live sync receivers when that is in place."""
+
+    how: str
+    receivers: Sequence[Callable[..., Any]] = ()
+
+
+#: A signal sent to no receiver.
+_NOBODY = _Way(_INLINE)
 #: Django's own receivers of the task signals: they only log, so they run on the loop.
 _LOGGING_RECEIVERS = frozenset({log_task_started, log_task_finished})
 
 
-def _way(signal: Signal, sender: type) -> str:
+def _way(signal: Signal, sender: type) -> _Way:
     """How to send ``signal`` for ``sender`` from the worker's loop.
 
     ``asend()`` when a receiver is a coroutine function. Otherwise ``send()``: in place when
@@ -501,10 +516,10 @@ def _way(signal: Signal, sender: type) -> str:
     """
     sync_receivers, async_receivers = signal._live_receivers(sender)
     if async_receivers:
-        return _ASYNC
+        return _Way(_ASYNC)
     if all(receiver in _LOGGING_RECEIVERS for receiver in sync_receivers):
-        return _INLINE
-    return _THREAD
+        return _Way(_INLINE, sync_receivers)
+    return _Way(_THREAD)
 
 
 def _reraise(error: BaseException) -> NoReturn:

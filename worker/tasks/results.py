@@ -10,6 +10,7 @@ call, but for ``enqueue()``'s, which the task's send script makes (``along``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -167,6 +168,25 @@ def _task(record: dict[str, Any]) -> Task[..., Any]:
     except InvalidTask as error:
         return unrunnable_task(record["task"], error, **options)
     return task
+
+
+def changed(result: TaskResult[..., Any], **changes: Any) -> TaskResult[..., Any]:
+    """A copy of ``result`` with ``changes`` (not ``args`` or ``kwargs``) and its return value.
+
+    ``dataclasses.replace()`` would build it anew, and ``TaskResult.__post_init__()`` normalize
+    its arguments again; they were normalized when ``result`` was built, so the copy takes them
+    as they are, at a quarter of the cost, for the three or four copies each task makes.
+    """
+    new = object.__new__(type(result))
+    for name in _result_fields(type(result)):
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(result, name))
+    return new
+
+
+@functools.cache
+def _result_fields(kind: type) -> tuple[str, ...]:
+    """Every field of the ``TaskResult`` class ``kind``, ``_return_value`` among them."""
+    return tuple(field.name for field in dataclasses.fields(kind))
 
 
 def raw_return_value(result: TaskResult[..., Any]) -> Any:

@@ -1,10 +1,15 @@
-"""Script calls made in one turn of the event loop, sent to each host in one round trip.
+"""Script calls to one host sent together: one round trip in flight per host, the rest waiting.
 
 The task consumer stores each task's result with a script; ten tasks that end together would make
-ten round trips, each paying redis-py's per-command work on the worker's loop. Calls queued with
-``ScriptBatch.run()`` in the same turn go to their host as one pipeline when there are several,
-and as a plain call when there is one. Each caller gets its own script's reply or error; a lost
-connection fails every call of its pipeline, as it would have failed each of them.
+ten round trips, each paying redis-py's per-command work on the worker's loop. ``ScriptBatch``
+sends a host's calls at the end of the turn of the loop that made them, unless a round trip to
+that host is still under way: then they wait for its reply and go together, as one pipeline, in
+the next one. A lone call goes as a plain call, at once. So calls made in one turn share a round
+trip, and so do calls made while a round trip is under way (the outcomes of sync tasks, whose
+threads end one at a time), without delaying any call while the host is idle.
+
+Each caller gets its own script's reply or error; a lost connection fails every call of its
+pipeline, as it would have failed each of them.
 """
 
 from __future__ import annotations
@@ -37,26 +42,29 @@ class ScriptBatch:
         self.clients = clients
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queued: dict[int, list[_Call]] = {}
-        # Strong references: the loop keeps only weak ones to the tasks it runs.
-        self._sending: set[asyncio.Task[None]] = set()
+        #: The round trip under way to each host that has one. Strong references too: the loop
+        #: keeps only weak ones to the tasks it runs.
+        self._sending: dict[int, asyncio.Task[None]] = {}
 
     async def run(self, index: int, script: Script, keys: list[Any], args: list[Any]) -> Any:
-        """Run ``script`` on host ``index`` with the other calls of this turn of the loop.
+        """Run ``script`` on host ``index`` with the other calls made this turn of the loop, or
+        while the round trip before them is under way.
 
-        A caller that stops waiting before its turn ends takes its call out of the batch.
+        A caller that stops waiting before its call is sent takes it out of the batch.
         """
         loop = self._own_loop()
         call = _Call(script, keys, args, loop.create_future())
         queued = self._queued.setdefault(index, [])
         queued.append(call)
-        if len(queued) == 1:
+        if len(queued) == 1 and index not in self._sending:
             loop.call_soon(self._send, index)
         return await call.reply
 
     async def aclose(self) -> None:
-        """Wait for the round trips under way (before the clients close)."""
+        """Wait for the round trips under way and the calls waiting for them (before the
+        clients close)."""
         while self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+            await asyncio.gather(*self._sending.values(), return_exceptions=True)
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -70,12 +78,19 @@ class ScriptBatch:
         return loop
 
     def _send(self, index: int) -> None:
+        """Start a round trip to host ``index`` with the calls waiting for it, if any still wait."""
         calls = [call for call in self._queued.pop(index, []) if not call.reply.done()]
         if not calls:
             return
         task = asyncio.get_running_loop().create_task(self._round_trip(index, calls))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._sending[index] = task
+        task.add_done_callback(lambda _: self._sent(index))
+
+    def _sent(self, index: int) -> None:
+        """A round trip to host ``index`` ended: the calls that waited for it go now."""
+        del self._sending[index]
+        if self._queued.get(index):
+            self._send(index)
 
     async def _round_trip(self, index: int, calls: list[_Call]) -> None:
         try:
