@@ -148,8 +148,8 @@ class TaskRun:
         self.lent = worker_connections(self.store.layer)
         self.worker_id = process_id()
         self.result: TaskResult[..., Any]
-        #: Writes RUNNING once the function has run for RUNNING_AFTER_S.
-        self.mark = RunningMark.written()
+        #: Writes RUNNING once the function has run for RUNNING_AFTER_S; made by run().
+        self.mark: RunningMark
         #: A first attempt starts from its message, which carries the record enqueue() stored,
         #: instead of reading it back; its first write checks what it replaces (see _save_sync).
         self.unchecked = self.attempt == 1
@@ -167,7 +167,7 @@ class TaskRun:
         self.result = self._started(loaded)
         self.mark = RunningMark()
         self.mark.arm()
-        if iscoroutinefunction(self.result.task.func):
+        if _is_coroutine_function(self.result.task.func):
             self.mark.start(self._running_write())
             await self._run_async()
             return
@@ -520,6 +520,11 @@ def _way(signal: Signal, sender: type) -> _Way:
     if all(receiver in _LOGGING_RECEIVERS for receiver in sync_receivers):
         return _Way(_INLINE, sync_receivers)
     return _Way(_THREAD)
+
+
+#: Whether a task's function is a coroutine function, asked once per function: the functions are
+#: the project's own, a bounded set.
+_is_coroutine_function = functools.cache(iscoroutinefunction)
 
 
 def _reraise(error: BaseException) -> NoReturn:

@@ -10,7 +10,6 @@ call, but for ``enqueue()``'s, which the task's send script makes (``along``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import time
@@ -177,16 +176,19 @@ def changed(result: TaskResult[..., Any], **changes: Any) -> TaskResult[..., Any
     its arguments again; they were normalized when ``result`` was built, so the copy takes them
     as they are, at a quarter of the cost, for the three or four copies each task makes.
     """
-    new = object.__new__(type(result))
-    for name in _result_fields(type(result)):
+    if type(result) is not TaskResult:
+        # A subclass may have fields of its own, or checks in __post_init__.
+        new = dataclasses.replace(result, **changes)
+        set_return_value(new, raw_return_value(result))
+        return new
+    new = object.__new__(TaskResult)
+    for name in _RESULT_FIELDS:
         object.__setattr__(new, name, changes[name] if name in changes else getattr(result, name))
     return new
 
 
-@functools.cache
-def _result_fields(kind: type) -> tuple[str, ...]:
-    """Every field of the ``TaskResult`` class ``kind``, ``_return_value`` among them."""
-    return tuple(field.name for field in dataclasses.fields(kind))
+#: Every field of ``TaskResult``, ``_return_value`` among them.
+_RESULT_FIELDS = tuple(field.name for field in dataclasses.fields(TaskResult))
 
 
 def raw_return_value(result: TaskResult[..., Any]) -> Any:

@@ -53,13 +53,6 @@ class RunningMark:
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future[None] | None = None
 
-    @classmethod
-    def written(cls) -> RunningMark:
-        """A mark for an attempt whose ``RUNNING`` state is already stored."""
-        mark = cls()
-        mark._closed = True
-        return mark
-
     def arm(self, delay_s: float | None = None) -> None:
         """Start the clock; call on the worker's loop."""
         if not self._closed:
