@@ -174,6 +174,54 @@ async def test_close_waits_for_the_round_trips_under_way(redis: Redis) -> None:
     assert await redis.mget("result:a", "result:b") == [NEW.encode()] * 2
 
 
+async def test_close_waits_for_calls_made_in_its_turn(redis: Redis) -> None:
+    batch = ScriptBatch([redis])
+    call = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("late", NEW)))
+    await asyncio.sleep(0)  # queued, to be sent at the end of this turn
+
+    await batch.aclose()
+
+    assert await redis.get("result:late") == NEW.encode()  # written before aclose() returned
+    assert await call is None
+
+
+async def test_a_round_trip_cancelled_before_its_first_step_cancels_its_calls(
+    redis: Redis,
+) -> None:
+    batch = ScriptBatch([redis])
+    await batch.run(0, STORE_RESULT, *store("first", NEW))  # connected, flags known
+    call = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("a", NEW)))
+    await asyncio.sleep(0)  # queued; its round trip starts at the end of this turn
+    # Cancelled in the turn it is made (a cancelled aclose() cancels the round trips it waits
+    # for): its coroutine never runs, so only the batch can tell the caller.
+    asyncio.get_running_loop().call_soon(lambda: batch._sending[0].cancel())
+
+    done, _ = await asyncio.wait({call}, timeout=5.0)
+
+    assert call in done
+    assert call.cancelled()
+
+
+async def test_calls_behind_a_round_trip_cancelled_before_its_first_step_are_cancelled(
+    redis: Redis,
+) -> None:
+    batch = ScriptBatch([redis])
+    await batch.run(0, STORE_RESULT, *store("first", NEW))
+    ahead = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("a", NEW)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # a's round trip is under way
+    behind = asyncio.ensure_future(batch.run(0, STORE_RESULT, *store("b", NEW)))
+    await asyncio.sleep(0)  # b waits for it
+    # a's round trip starts b's as it ends; the next callback cancels that one at once.
+    batch._sending[0].add_done_callback(lambda _: batch._sending[0].cancel())
+
+    assert await ahead is None
+    done, _ = await asyncio.wait({behind}, timeout=5.0)
+
+    assert behind in done
+    assert behind.cancelled()
+
+
 def test_a_batch_serves_only_the_loop_it_was_first_used_on(redis_url: str) -> None:
     async def first_use() -> ScriptBatch:
         client = Redis.from_url(redis_url)

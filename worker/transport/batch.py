@@ -63,7 +63,10 @@ class ScriptBatch:
     async def aclose(self) -> None:
         """Wait for the round trips under way and the calls waiting for them (before the
         clients close)."""
-        while self._sending:
+        while self._sending or any(self._queued.values()):
+            if not self._sending:
+                await asyncio.sleep(0)  # the _send() scheduled this turn starts them
+                continue
             await asyncio.gather(*self._sending.values(), return_exceptions=True)
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
@@ -84,11 +87,16 @@ class ScriptBatch:
             return
         task = asyncio.get_running_loop().create_task(self._round_trip(index, calls))
         self._sending[index] = task
-        task.add_done_callback(lambda _: self._sent(index))
+        task.add_done_callback(lambda done: self._sent(index, done, calls))
 
-    def _sent(self, index: int) -> None:
+    def _sent(self, index: int, task: asyncio.Task[None], calls: list[_Call]) -> None:
         """A round trip to host ``index`` ended: the calls that waited for it go now."""
         del self._sending[index]
+        if task.cancelled():
+            # Cancelled before its first step, it told none of its callers (one cancelled
+            # later told them already).
+            for call in calls:
+                _settle(call, asyncio.CancelledError())
         if self._queued.get(index):
             self._send(index)
 
