@@ -38,7 +38,7 @@ from worker.constants import RECENT_TASK_RESULTS_PER_HOST
 from worker.consume.delivery import message_label
 from worker.tasks.compat import Task, TaskResultStatus, task_backends
 from worker.tasks.progress import PROGRESS_TYPE, REPORTED_AT_KEY, Progress
-from worker.tasks.results import from_record
+from worker.tasks.results import changed, from_record, raw_return_value, set_return_value
 from worker.testing.drain import drain_sync
 from worker.transport.dead_letters import DeadLetter, DeadLetters
 from worker.transport.keys import (
@@ -407,3 +407,35 @@ async def test_a_websocket_that_connects_after_the_reports_gets_the_last_one(
     assert (report["type"], report["done"], report["detail"]) == (PROGRESS_TYPE, 2, "128 px")
     assert report["task_id"] == result.id
     assert REPORTED_AT_KEY in report
+
+
+# Copies of a result as its task changes state
+
+
+def test_a_changed_copy_equals_what_dataclasses_replace_gives_with_the_return_value(
+    on_redis: redis.Redis,
+) -> None:
+    result = add.enqueue(2, 3)
+    set_return_value(result, {"sum": 5})
+    now = datetime.now().astimezone()
+    changes: dict[str, Any] = {
+        "status": TaskResultStatus.SUCCESSFUL,
+        "finished_at": now,
+        "worker_ids": ["w1"],
+    }
+
+    copy = changed(result, **changes)
+    expected = dataclasses.replace(result, **changes)
+    set_return_value(expected, raw_return_value(result))
+
+    assert copy == expected
+    assert copy.return_value == {"sum": 5}
+    assert result.status == TaskResultStatus.READY  # the original is left as it was
+
+
+@pytest.mark.parametrize("name", ["stauts", "args", "_return_value"])
+def test_a_changed_copy_refuses_what_it_cannot_set(on_redis: redis.Redis, name: str) -> None:
+    result = add.enqueue(2, 3)
+
+    with pytest.raises(TypeError, match=f"cannot set {name}; it sets .*status"):
+        changed(result, **{name: "x"})

@@ -181,6 +181,12 @@ def changed(result: TaskResult[..., Any], **changes: Any) -> TaskResult[..., Any
         new = dataclasses.replace(result, **changes)
         set_return_value(new, raw_return_value(result))
         return new
+    unknown = changes.keys() - _CHANGEABLE
+    if unknown:
+        raise TypeError(
+            f"changed() cannot set {', '.join(sorted(unknown))}; it sets "
+            f"{', '.join(sorted(_CHANGEABLE))}."
+        )
     new = object.__new__(TaskResult)
     for name in _RESULT_FIELDS:
         object.__setattr__(new, name, changes[name] if name in changes else getattr(result, name))
@@ -189,6 +195,8 @@ def changed(result: TaskResult[..., Any], **changes: Any) -> TaskResult[..., Any
 
 #: Every field of ``TaskResult``, ``_return_value`` among them.
 _RESULT_FIELDS = tuple(field.name for field in dataclasses.fields(TaskResult))
+#: What ``changed()`` sets: the arguments would need normalizing, the return value has its setter.
+_CHANGEABLE = frozenset(_RESULT_FIELDS) - {"args", "kwargs", "_return_value"}
 
 
 def raw_return_value(result: TaskResult[..., Any]) -> Any:
