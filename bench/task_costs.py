@@ -58,9 +58,8 @@ RECORD: dict[str, Any] = {
 }
 
 
-def _line(piece: str, cpu_s: float, count: int, wall_s: float | None = None) -> None:
-    wall = f"{wall_s / count * 1e6:9.1f}" if wall_s is not None else " " * 9
-    print(f"| {piece:<72} | {cpu_s / count * 1e6:8.1f} | {wall} |")
+def _line(piece: str, cpu_s: float, count: int, wall_s: float) -> None:
+    print(f"| {piece:<72} | {cpu_s / count * 1e6:8.1f} | {wall_s / count * 1e6:9.1f} |")
 
 
 def _measure(piece: str, count: int, call: Callable[[], object]) -> None:

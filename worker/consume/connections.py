@@ -1,8 +1,9 @@
 """The running worker's own connections, lent to the applications it runs on its loop.
 
 The task consumer writes a task's result through them: a write on the worker's loop instead of
-a hop to a thread and a connection of the send API's pools, batched with the writes of the tasks
-that end in the same turn of the loop (``ScriptBatch``).
+a hop to a thread and a connection of the send API's pools, batched with the other tasks' writes
+made in the same turn of the loop or while the previous round trip was under way
+(``ScriptBatch``).
 """
 
 from __future__ import annotations

@@ -280,7 +280,8 @@ class ResultStore:
         replaced: bool = False,
     ) -> dict[str, Any] | None:
         """``save()`` through ``scripts`` (the worker's clients, one per layer host, on the
-        running loop), in one round trip with the other writes of this turn of the loop.
+        running loop), in one round trip with the other writes of this turn of the loop, or
+        with those made while the previous round trip to its host is under way.
 
         With ``replaced``, returns the record the write replaced (None when there was none).
         """
