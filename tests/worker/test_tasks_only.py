@@ -56,10 +56,20 @@ def test_runworker_runs_tasks_of_a_project_without_an_asgi_application(
 
 
 @pytest.mark.e2e
-def test_each_task_state_is_logged_once_with_debug_on(redis_url: str, tasks_only: None) -> None:
+@pytest.mark.parametrize(
+    "settings_module",
+    [
+        SETTINGS_MODULE,
+        # Its asgi.py calls get_asgi_application(), which sets Django's logging up again.
+        "tests.worker.tasks_only_project.asgi_settings",
+    ],
+)
+def test_each_task_state_is_logged_once_with_debug_on(
+    redis_url: str, tasks_only: None, settings_module: str
+) -> None:
     # Django's development console handler would print django.tasks lines a second time.
     env = worker_env({"address": redis_url}) | {
-        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+        "DJANGO_SETTINGS_MODULE": settings_module,
         "DJANGO_DEBUG": "1",
     }
     worker = WorkerProcess(runworker_command("tasks.default"), env, REPO_ROOT)

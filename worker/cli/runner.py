@@ -40,8 +40,6 @@ def run(options: WorkerOptions) -> int:
             "No channels to consume: runworker CHANNEL [CHANNEL ...], e.g. "
             "runworker thumbnails-generate thumbnails-delete."
         )
-    if logs_to_stderr():
-        drop_djangos_console_handler()
     # Checked before anything starts, so a missing uvloop is one clear error, not one per child.
     new_loop = loop_factory(options.loop or DEFAULT_LOOP)
     if options.reload:
@@ -53,6 +51,10 @@ def run(options: WorkerOptions) -> int:
         build_worker(replace(options, metrics_port=None))
         return supervise_processes(options)
     worker = build_worker(options)
+    if logs_to_stderr():
+        # Once the application has loaded: an asgi.py calling get_asgi_application() sets
+        # Django's logging up again, console handler included.
+        drop_djangos_console_handler()
     if options.metrics_port:
         from worker.ops.metrics import serve
 
