@@ -20,6 +20,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.faults.lengths import (
+    CLEAN_AFTER,
+    MISCONF_UNDER_FAILURES_S,
+    REFUSALS,
+    REFUSALS_LEASE_S,
+    RESET_EVERY_S,
+    RESET_HANDLER_S,
+    RESETS_FOR_S,
+    UNDER_RESETS,
+    limit_s,
+)
 from tests.faults.proxy import FaultProxy
 from tests.redis_server import RedisServer
 from tests.worker.faults_project.consumers import CHANNEL
@@ -157,13 +168,10 @@ def _script_killed(client: redis.Redis) -> bool:
 
 BATCH = 300
 CONCURRENCY = "10"
-LEASE_S = "2"
-# (fault, seconds held): scaled down from MISCONF 6 s, READONLY 4 s, BUSY 2 s; each outlasts
-# the 2 s lease, which is what made acknowledgements that died show as redeliveries.
-REFUSALS = [("misconf", 3.0), ("readonly", 2.5), ("busy", 2.5)]
+LEASE_S = f"{REFUSALS_LEASE_S:g}"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(limit_s(180))
 def test_misconf_readonly_and_busy_with_300_messages_in_flight_run_each_about_once(
     fleet: Fleet, layer_server: RedisServer, records_client: redis.Redis
 ) -> None:
@@ -243,12 +251,11 @@ def _unhealthy_check(fleet: Fleet, url: str, reason: str, log: WorkerProcess) ->
     return result.stdout.strip()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(limit_s(120))
 def test_misconf_under_failing_handlers_then_100_more_messages_are_all_handled(
     fleet: Fleet, layer_server: RedisServer, records_client: redis.Redis
 ) -> None:
-    # Scaled down from 20 s: 4 s already left every slot dead before the fix.
-    held_s = 4.0
+    held_s = MISCONF_UNDER_FAILURES_S
     worker = fleet.start(
         layer_server.url, "--lease-s", LEASE_S, "--concurrency", "4", "--health-interval-s", "0.3"
     )
@@ -307,13 +314,8 @@ def test_misconf_under_failing_handlers_then_100_more_messages_are_all_handled(
 
 # Connections reset by a proxy
 
-RESET_EVERY_S = 0.5
-RESETS_FOR_S = 6.0
-UNDER_RESETS = 1500
-CLEAN_AFTER = 500
 
-
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(limit_s(180))
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_connections_reset_every_half_second_under_two_workers_lose_and_dead_letter_nothing(
     fleet: Fleet, redis_server: RedisServer, records_client: redis.Redis, loop: str
@@ -326,7 +328,7 @@ def test_connections_reset_every_half_second_under_two_workers_lose_and_dead_let
         workers = [fleet.start(proxy.url, *options) for _ in range(2)]
         first, second = workers
         ids = [f"reset-{number}" for number in range(UNDER_RESETS)]
-        send(records_client, [{"id": message_id, "sleep_s": 0.08} for message_id in ids])
+        send(records_client, [{"id": message_id, "sleep_s": RESET_HANDLER_S} for message_id in ids])
         stop_resets = threading.Event()
 
         def keep_resetting() -> None:

@@ -19,6 +19,13 @@ import pytest
 import redis
 from channels_redis.core import RedisChannelLayer
 
+from tests.faults.lengths import (
+    STALLED_FOR_S,
+    STALLED_LEASE_S,
+    STALLED_LOAD,
+    STALLED_MESSAGE_TIMEOUT_S,
+    limit_s,
+)
 from tests.faults.proxy import FaultProxy
 from tests.faults.test_redis_faults import check
 from tests.redis_server import RedisServer
@@ -29,11 +36,8 @@ from worker.constants import READ_TIMEOUT_MARGIN_S, RECONNECT_BACKOFF_MAX_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
-LEASE_S = 2.0
-# Scaled down from 40 s against a 30 s lease: three leases.
-STALLED_FOR_S = 3 * LEASE_S
-# Shorter than the stall too: time spent stopped must not time handlers out.
-MESSAGE_TIMEOUT_S = 2 * LEASE_S
+LEASE_S = STALLED_LEASE_S
+MESSAGE_TIMEOUT_S = STALLED_MESSAGE_TIMEOUT_S
 CONCURRENCY = 5
 PREFETCH = 10
 # Only what the stalled worker held when it stalled may run twice, as the other worker handles
@@ -45,8 +49,7 @@ OPTIONS = (
     *("--concurrency", str(CONCURRENCY), "--prefetch", str(PREFETCH)),
     *("--health-interval-s", "0.5"),
 )
-# About 15 s for both workers together, so each is busy when the other stalls and after.
-LOAD = 1500
+LOAD = STALLED_LOAD
 HANDLER_S = 0.1
 # The socket read timeout of the worker's connections: the layer's blocking receive plus the
 # margin (transport/layer.py). A command whose request or reply the blackhole swallowed waits
@@ -141,7 +144,7 @@ def settle(
     wait_until(
         lambda: all_settled(client, sent),
         "every message handled and acknowledged",
-        timeout_s=60,
+        timeout_s=limit_s(60),
         log=stalled,
     )
     return [stop(stalled), stop(healthy)]
@@ -173,7 +176,7 @@ def assert_row(
         assert counters["failed"] == counters["retried"] == counters["dead"] == 0, counters
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(limit_s(120))
 def test_blackhole_longer_than_the_lease_of_one_of_two_workers_loses_nothing(
     fleet: Fleet, redis_server: RedisServer, records_client: redis.Redis
 ) -> None:
@@ -191,6 +194,7 @@ def test_blackhole_longer_than_the_lease_of_one_of_two_workers_loses_nothing(
         wait_until(
             lambda: redelivered(healthy) > 0,
             "the other worker redelivering the stalled worker's messages",
+            timeout_s=LEASE_S + 20,
             log=healthy,
         )
         # Cut off but alive, and a restart would meet the same blackhole: healthy, not stale.
@@ -223,7 +227,7 @@ def test_blackhole_longer_than_the_lease_of_one_of_two_workers_loses_nothing(
     assert recovered_s <= RECOVERY_BOUND_S, row
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(limit_s(120))
 def test_sigstop_longer_than_the_lease_then_sigcont_loses_nothing(
     fleet: Fleet, redis_server: RedisServer, records_client: redis.Redis
 ) -> None:
@@ -241,6 +245,7 @@ def test_sigstop_longer_than_the_lease_then_sigcont_loses_nothing(
         wait_until(
             lambda: redelivered(healthy) > 0,
             "the other worker redelivering the stopped worker's messages",
+            timeout_s=LEASE_S + 20,
             log=healthy,
         )
         # The stopped worker's health record goes stale: --check says so.
