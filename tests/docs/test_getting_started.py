@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -185,8 +186,11 @@ class Site:
             request.data = urllib.parse.urlencode(form).encode()
             request.add_header("Cookie", f"csrftoken={CSRF_TOKEN}")
             request.add_header("X-CSRFToken", CSRF_TOKEN)
-        with self.opener.open(request, timeout=10) as response:
-            return response.status, json.load(response)
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
 
     def websocket_url(self, path: str) -> str:
         return self.base.replace("http://", "ws://") + path
@@ -216,6 +220,7 @@ def check_worker(site: Site, worker: WorkerProcess, picture_id: int) -> None:
     result = wait_until(finished, f"the task at {task_path}", timeout_s=DEADLINE_S, log=worker)
     assert result == {"status": "SUCCESSFUL", "return_value": 4}
     worker.wait_for_line(r"thumbnails\.tasks .*Counted 4 words$", timeout_s=DEADLINE_S)
+    assert site.request("/tasks/no-such-task/") == (404, {"error": "no task no-such-task"})
 
 
 def test_the_getting_started_project_serves_sends_and_runs_its_consumer_and_task(
