@@ -9,11 +9,13 @@ from binascii import crc32
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from channels_redis.core import RedisChannelLayer
+from django.test import override_settings
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,6 +31,9 @@ from tests.worker._inprocess import (
     wait_until,
 )
 from tests.worker.schedule_helpers import CHANNEL, SWEEP, schedule_settings
+from tests.worker.schedules_project import settings as schedules_project
+from worker.cli.options import WorkerOptions
+from worker.cli.runner import build_worker
 from worker.consume.outage import RedisHosts
 from worker.errors import ScheduleFailed
 from worker.ops.metrics import Metrics, NullMetrics
@@ -576,3 +581,84 @@ async def test_workers_with_more_layer_hosts_claim_a_tick_in_the_same_place(
     finally:
         for task in tasks:
             await cancel_and_wait(task)
+
+
+@pytest.mark.parametrize(("jitter_s", "late_s"), [(0, 7.0), (50, 3.0)], ids=["tick", "jitter"])
+async def test_a_tick_fired_late_records_how_late_in_the_lateness_metric(
+    redis_url: str, redis: Redis, jitter_s: int, late_s: float
+) -> None:
+    """Lateness runs from the tick plus its jitter: the jitter is on purpose, not late."""
+    definition = {**SWEEP, "every_s": 60, "jitter_s": jitter_s}
+    with project(redis_url, {"sweep": definition}) as schedules:
+        sweep = schedules["sweep"]
+        # A tick with a jitter of at least half its bound, so "from the tick" would differ.
+        ticks_s = (float(t_s) for t_s in range(int(T0) + 60, int(T0) + 6000, 60))
+        tick_s = next(t_s for t_s in ticks_s if fire_at(sweep, t_s) >= t_s + jitter_s / 2)
+        fire_s = fire_at(sweep, tick_s)
+        clock = ManualClock(tick_s - 59)
+        async with replicas(sweep, clock) as running:
+            running.start("a")
+            await wait_for_state(redis, sweep, first_seen=repr(tick_s - 59))
+            # The loop gets to the tick ``late_s`` after its time (a slow host, a long GC).
+            await clock.set(fire_s + late_s)
+            await wait_for_state(redis, sweep, last_tick=repr(tick_s), last_outcome="sent")
+            assert running.count("schedule_fires_total", "sweep") == 1
+            assert running.count("schedule_lateness_seconds_count", "sweep") == 1
+            lateness_s = running.count("schedule_lateness_seconds_sum", "sweep")
+            assert lateness_s == pytest.approx(late_s, abs=0.01)
+
+
+#: 03:00 on 1 January: a schedule that does not tick while a test runs on the system clock.
+YEARLY = "0 3 1 1 *"
+#: A schedule on each kind of channel the schedules project serves.
+ON_EACH_CHANNEL = {
+    "sweep": {**SWEEP, "cron": YEARLY},
+    "thumbnails": {
+        "channel": "thumbnails-generate",
+        "message": {"type": "thumbnails.generate", "id": 1},
+        "cron": YEARLY,
+    },
+    # Tasks on the queues ``default`` and ``slow``: the channels tasks.default, tasks.slow.
+    "sum": {"task": "tests.worker.tasks_project.tasks.add", "args": [1, 2], "cron": YEARLY},
+    "slow-tick": {"task": "tests.worker.schedules_project.tasks.tick", "cron": YEARLY},
+}
+#: The names of their loops, as the worker names the task of each.
+LOOP_NAMES = {f"Schedule {name!r}" for name in ON_EACH_CHANNEL}
+
+
+async def registered(redis: Redis, schedule: Schedule) -> bool:
+    """Whether a loop of ``schedule`` has started: it notes when it was first served."""
+    return bool(await redis.exists(schedule_state_key("asgi", schedule.name, schedule.digest)))
+
+
+@pytest.mark.parametrize(
+    ("channels", "expected"),
+    [
+        ((CHANNEL,), {"sweep"}),
+        (("tasks.default",), {"sum"}),
+        (("thumbnails-generate", "tasks.slow"), {"thumbnails", "slow-tick"}),
+    ],
+    ids=["a-channel", "a-task-queue", "a-channel-and-a-task-queue"],
+)
+async def test_a_runworker_runs_the_schedules_of_the_channels_it_serves_and_no_others(
+    redis_url: str, redis: Redis, channels: tuple[str, ...], expected: set[str]
+) -> None:
+    """``runworker CHANNEL...`` as built from the settings: a loop per schedule it serves."""
+    with (
+        schedule_settings(redis_url, ON_EACH_CHANNEL),
+        override_settings(TASKS=schedules_project.TASKS),
+    ):
+        from django.conf import settings
+
+        schedules = project_schedules(settings.CHANNEL_WORKER)
+        assert {schedules[name].channel for name in expected} == set(channels)
+        worker = build_worker(WorkerOptions(channels=channels))
+        async with running(worker):
+            for name in sorted(expected):
+                started = partial(registered, redis, schedules[name])
+                await wait_until(started, 5.0, f"the loop of {name!r} to start")
+            # The worker starts all its schedule loops at once, each a task named after it.
+            names = {task.get_name() for task in asyncio.all_tasks()} & LOOP_NAMES
+            assert names == {f"Schedule {name!r}" for name in expected}
+            for name in sorted(ON_EACH_CHANNEL.keys() - expected):
+                assert not await registered(redis, schedules[name]), f"{name!r} ran"
