@@ -28,8 +28,8 @@ def setup_django(settings_module: str | None, pythonpath: list[str]) -> None:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     if not os.environ.get("DJANGO_SETTINGS_MODULE"):
         raise ConfigurationError(
-            "No Django settings: set DJANGO_SETTINGS_MODULE or pass --settings "
-            "mysite.settings (or run `python manage.py runworker`)."
+            "No Django settings: pass --settings mysite.settings (your project's settings "
+            "module) or set DJANGO_SETTINGS_MODULE."
         )
     import django
 

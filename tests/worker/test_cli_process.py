@@ -442,7 +442,7 @@ def test_manage_py_check_warns_when_channels_shadows_runworker(order: str, warne
         pytest.param(
             {"DJANGO_SETTINGS_MODULE": ""},
             TASKS_CHANNEL,
-            r"No Django settings: set DJANGO_SETTINGS_MODULE or pass --settings",
+            r"No Django settings: pass --settings mysite.settings .* or set DJANGO_SETTINGS_MODULE",
             id="no-settings-module",
         ),
         pytest.param(

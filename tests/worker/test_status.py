@@ -112,6 +112,21 @@ def test_status_without_a_worker_shows_queued_messages_and_the_oldest_age(ops: O
     }
 
 
+def test_status_piped_without_columns_prints_the_whole_table(ops: Ops) -> None:
+    # Past 80 columns with every heading: rich would cut the names and wrap the headings.
+    long_name = "thumbnails-generate-every-size-for-the-gallery-and-the-feed"
+    ops.send({"type": "ops.run", "id": "m1"}, channel=long_name)
+
+    result = ops.run(status_command(OPS_CHANNEL, long_name))
+
+    assert result.returncode == 0, result.stderr
+    assert "COLUMNS" not in ops.env()
+    rows = table_rows(result.stdout)
+    assert set(rows) == {OPS_CHANNEL, long_name}
+    assert rows[long_name]["queued"] == "1"
+    assert max(len(line) for line in result.stdout.splitlines()) > 80
+
+
 def test_status_without_workers_or_channels_says_so(ops: Ops) -> None:
     assert status_json(ops) == []
     text = status_table(ops)

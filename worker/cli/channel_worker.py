@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -64,6 +65,8 @@ def _add_schedules(commands: Any) -> None:
 # How many results `tasks list` prints unless --limit says.
 DEFAULT_TASKS_LIMIT = 20
 _TASK_STATUSES = ("READY", "RETRYING", "RUNNING", "SUCCESSFUL", "FAILED")
+# The widest a status table printed to a pipe or a file may grow: every column at its full width.
+_PIPED_MAX_WIDTH = 1000
 
 
 def _add_tasks(commands: Any) -> None:
@@ -157,7 +160,12 @@ async def _status(layer: Any, options: argparse.Namespace) -> int:
 
         console = Console()
         if not options.watch:
-            console.print(table(await gather(layer, clients, options.channels)))
+            view = table(await gather(layer, clients, options.channels))
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                # Piped or logged: the whole table, where rich would cut it to 80 columns.
+                unbounded = console.options.update_width(_PIPED_MAX_WIDTH)
+                console.width = max(console.width, console.measure(view, options=unbounded).maximum)
+            console.print(view)
             return EXIT_OK
         with Live(console=console, auto_refresh=False) as live:
             while True:
