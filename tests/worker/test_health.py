@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -30,7 +31,15 @@ from tests.worker._inprocess import (
     running,
     wait_until,
 )
-from tests.worker._ops import OPS_SETTINGS, STARTED, Ops, runworker_command, stop, wait_for
+from tests.worker._ops import (
+    OPS_PROJECT_DIR,
+    OPS_SETTINGS,
+    STARTED,
+    Ops,
+    runworker_command,
+    stop,
+    wait_for,
+)
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess
 from worker.cli.exit_codes import EXIT_CONFIG
@@ -618,6 +627,54 @@ def test_check_in_a_shared_directory_counts_only_records_of_its_settings_module(
     assert check(["jobs"], directory, "other_site.settings")[0]
 
 
+def settings_package(root: Path) -> str:
+    """A ``mysite/settings.py`` under ``root``; its resolved path."""
+    (root / "mysite").mkdir(parents=True)
+    (root / "mysite" / "__init__.py").write_text("")
+    path = root / "mysite" / "settings.py"
+    path.write_text("")
+    return str(path.resolve())
+
+
+def test_check_tells_projects_apart_whose_settings_modules_share_a_name(tmp_path: Path) -> None:
+    directory = private_dir(tmp_path / "shared")
+    ours, theirs = settings_package(tmp_path / "ours"), settings_package(tmp_path / "theirs")
+    search_path = [str(tmp_path / "ours")]
+    their_record = dataclasses.replace(healthy_record("mysite.settings"), settings_file=theirs)
+    (directory / "1.json").write_text(their_record.to_json())
+
+    healthy, line = check(["jobs"], directory, "mysite.settings", search_path)
+    assert not healthy
+    assert line == (
+        f"no running worker of this project on this host: the 1 in {directory} run another "
+        f"project's settings module of the same name ({theirs}, not {ours}); give each project "
+        "its own CHANNEL_WORKER_HEALTH_DIR"
+    )
+    our_record = dataclasses.replace(
+        healthy_record("mysite.settings"), worker_id="host:2:ours", settings_file=ours
+    )
+    (directory / "2.json").write_text(our_record.to_json())
+    assert check(["jobs"], directory, "mysite.settings", search_path) == (
+        True,
+        "healthy: worker host:2:ours serving jobs",
+    )
+
+
+def test_check_counts_by_name_when_it_cannot_find_its_settings_file_or_a_record_has_none(
+    tmp_path: Path,
+) -> None:
+    directory = private_dir(tmp_path / "shared")
+    theirs = settings_package(tmp_path / "theirs")
+    record = dataclasses.replace(healthy_record("mysite.settings"), settings_file=theirs)
+    (directory / "1.json").write_text(record.to_json())
+    # Run from a directory without the module: the name alone, as records of 0.1.0 workers.
+    assert check(["jobs"], directory, "mysite.settings", [str(tmp_path / "elsewhere")])[0]
+    ours = tmp_path / "ours"
+    settings_package(ours)
+    (directory / "1.json").write_text(healthy_record("mysite.settings").to_json())
+    assert check(["jobs"], directory, "mysite.settings", [str(ours)])[0]
+
+
 @pytest.mark.e2e
 @pytest.mark.redis
 def test_runworker_check_counts_only_the_workers_of_its_own_project(ops: Ops) -> None:
@@ -656,4 +713,48 @@ def test_runworker_check_counts_only_the_workers_of_its_own_project(ops: Ops) ->
         "that project's: pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE (this "
         f"host has health records of {OPS_SETTINGS} in {base})"
     )
+    assert stop(worker) == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_runworker_check_in_another_project_with_the_same_settings_name_finds_no_worker(
+    ops: Ops, tmp_path: Path
+) -> None:
+    # Two copies of one project, both "mysite.settings", as two startproject mysite would be.
+    for name in ("ours", "theirs"):
+        shutil.copytree(OPS_PROJECT_DIR, tmp_path / name / "mysite")
+    env = {
+        key: value
+        for key, value in ops.env(DJANGO_SETTINGS_MODULE="mysite.settings").items()
+        if key != "CHANNEL_WORKER_HEALTH_DIR"
+    }
+    command = runworker_command("--health-interval-s", "0.5", OPS_CHANNEL)
+    worker = ops.start(command, cwd=tmp_path / "ours", env=env)
+    worker.wait_for_line(STARTED)
+    project = ops.temp_dir / f"channel-worker-{os.geteuid()}" / "mysite.settings"
+    record_path = wait_for(
+        lambda: next(project.glob("*.json"), None), "the worker's health record", log=worker
+    )
+    ours = (tmp_path / "ours" / "mysite" / "settings.py").resolve()
+    assert json.loads(record_path.read_text())["settings_file"] == str(ours)
+
+    def probe(project_root: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            runworker_command("--check", OPS_CHANNEL),
+            env=env,
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    own = probe(tmp_path / "ours")
+    assert (own.returncode, one_line(own)[:16]) == (0, "healthy: worker "), own.stdout
+    other = probe(tmp_path / "theirs")
+    assert other.returncode == 1
+    assert one_line(other).startswith(
+        f"no running worker of this project on this host: the 1 in {project} run another "
+        f"project's settings module of the same name ({ours}, not "
+    ), other.stdout
     assert stop(worker) == 0

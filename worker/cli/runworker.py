@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The probe reads this host's health records only: no settings loaded, no Redis.
         from worker.ops.health import check
 
-        healthy, line = check(list(options.channels), settings_module=options.settings)
+        # Where setup_django() would find the settings module: two projects may share its name.
+        search_path = [os.getcwd(), *options.pythonpath, *sys.path]
+        healthy, line = check(
+            list(options.channels), settings_module=options.settings, search_path=search_path
+        )
         print(line)
         return EXIT_OK if healthy else EXIT_CRASHED
     configure_logging(options.log_level, options.log_format)

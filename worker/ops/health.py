@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +24,11 @@ from worker.ops.health_files import (
     SETTINGS_ENV,
     default_base_dir,
     directory_problem,
+    loaded_settings_file,
     prepare_dir,
     project_dir,
     projects_on_this_host,
+    settings_file,
     write_record,
 )
 from worker.ops.health_files import read_records as read_record_files
@@ -75,6 +77,8 @@ class HealthRecord:
     in_flight: dict[str, int] = field(default_factory=dict)
     # The worker's DJANGO_SETTINGS_MODULE: --check counts only records of its own project.
     settings_module: str | None = None
+    #: Where the worker's settings module is (resolved): two projects may share its name.
+    settings_file: str | None = None
     #: When the worker started (epoch seconds), its event loop, and per channel its
     #: ``concurrency`` and ``delivery``: for the admin's Workers page.
     started_at: float | None = None
@@ -153,6 +157,7 @@ class HealthReporter:
         self.event_loop = event_loop
         self.channel_settings = channel_settings or {}
         self.settings_module = os.environ.get(SETTINGS_ENV)
+        self.settings_file = loaded_settings_file(self.settings_module)
         self.path = (directory or health_dir(self.settings_module)) / f"{os.getpid()}.json"
         # Refused here, at start-up, rather than on every refresh.
         prepare_dir(self.path.parent)
@@ -177,6 +182,7 @@ class HealthReporter:
             counters=self.stats.as_dict(),
             in_flight=self.in_flight(),
             settings_module=self.settings_module,
+            settings_file=self.settings_file,
             started_at=self.started_at,
             event_loop=self.event_loop,
             channel_settings=self.channel_settings,
@@ -273,14 +279,18 @@ def pid_alive(pid: int) -> bool:
 
 
 def check(
-    channels: list[str], directory: Path | None = None, settings_module: str | None = None
+    channels: list[str],
+    directory: Path | None = None,
+    settings_module: str | None = None,
+    search_path: Sequence[str] = (),
 ) -> tuple[bool, str]:
     """Whether the workers of this project on this host serve ``channels``, and one line why.
 
     Healthy when together they serve every channel and each one that serves any of them (each
     process of ``--processes``, each unit on the host) is alive and healthy. The project is
-    ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given). Records of other projects or
-    other users, and links, are not counted.
+    ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given), and the file of that module
+    on ``search_path`` when one entry holds it. Records of other projects or other users, and
+    links, are not counted.
     """
     settings_module = settings_module or os.environ.get(SETTINGS_ENV)
     if directory is None:
@@ -291,6 +301,12 @@ def check(
         return False, f"{problem}: its health records are not trusted"
     now = time.time()
     records = list(_live_records(directory, settings_module))
+    own_file = settings_file(settings_module, search_path)
+    elsewhere = [record for record in records if _other_file(record, own_file)]
+    if elsewhere:
+        records = [record for record in records if record not in elsewhere]
+        if not records:
+            return False, _elsewhere_line(elsewhere, own_file, directory)
     # Every process of the project that serves one of the channels must be healthy: with
     # --processes, one hung child behind a healthy one is still a sick container.
     serving = [record for record in records if set(record.channels) & set(channels)]
@@ -307,6 +323,20 @@ def check(
         f"worker {record.worker_id} does not serve {', '.join(map(repr, missing))} "
         f"(serves {', '.join(map(repr, record.channels))})"
         for record in records
+    )
+
+
+def _other_file(record: HealthRecord, own_file: str | None) -> bool:
+    """Whether a record is of a worker whose settings module of the same name is another file."""
+    return own_file is not None and record.settings_file not in (None, own_file)
+
+
+def _elsewhere_line(records: list[HealthRecord], own_file: str | None, directory: Path) -> str:
+    files = ", ".join(sorted({str(record.settings_file) for record in records}))
+    return (
+        f"no running worker of this project on this host: the {len(records)} in {directory} "
+        f"run another project's settings module of the same name ({files}, not {own_file}); "
+        f"give each project its own {HEALTH_DIR_ENV}"
     )
 
 

@@ -12,8 +12,9 @@ import contextlib
 import os
 import re
 import stat
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from worker.errors import ConfigurationError
@@ -50,6 +51,30 @@ def project_dir(settings_module: str | None) -> Path:
     if configured:
         return Path(configured)
     return default_base_dir() / project_name(settings_module)
+
+
+def settings_file(settings_module: str | None, search_path: Iterable[str]) -> str | None:
+    """The source file of ``settings_module`` on ``search_path``, found without importing it.
+
+    Two projects on a host may both have ``mysite.settings``; where their files are tells them
+    apart. None when no entry of ``search_path`` holds the module.
+    """
+    if not settings_module:
+        return None
+    relative = Path(*settings_module.split("."))
+    for entry in search_path:
+        base = Path(entry or ".")
+        for candidate in (base / f"{relative}.py", base / relative / "__init__.py"):
+            if candidate.is_file():
+                return str(candidate.resolve())
+    return None
+
+
+def loaded_settings_file(settings_module: str | None) -> str | None:
+    """The source file of ``settings_module`` as this process imported it, if it did."""
+    module = sys.modules.get(settings_module or "")
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve()) if path else None
 
 
 def projects_on_this_host() -> list[str]:

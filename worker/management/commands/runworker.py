@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from argparse import ArgumentParser
 from typing import Any
 
@@ -28,7 +29,8 @@ class Command(BaseCommand):
         if options.check:
             from worker.ops.health import check
 
-            healthy, line = check(list(options.channels))
+            # manage.py has put the project on sys.path, where the settings module is.
+            healthy, line = check(list(options.channels), search_path=sys.path)
             self.stdout.write(line)
             if not healthy:
                 raise SystemExit(EXIT_CRASHED)
