@@ -6,6 +6,7 @@ this module only says it once, in the words every error uses.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -32,6 +33,20 @@ def is_valid_channel_name(layer: Any, name: object, *, process_local: bool = Tru
         return bool(layer.require_valid_channel_name(name))
     except TypeError:
         return False
+
+
+def is_plain_channel_name(name: object) -> bool:
+    """Whether ``name`` is a channel name by Channels' own rule, not process-specific, for a
+    name checked before any layer is at hand (a task queue's channel in ``TASKS``)."""
+    return is_valid_channel_name(_rule_layer(), name, process_local=False)
+
+
+@functools.cache
+def _rule_layer() -> Any:
+    # Channels' base layer holds the rule; loaded on first use, as it imports Django.
+    from channels.layers import BaseChannelLayer
+
+    return BaseChannelLayer()
 
 
 def is_valid_group_name(layer: Any, name: object) -> bool:

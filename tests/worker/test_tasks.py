@@ -231,7 +231,8 @@ def test_queue_names_must_name_valid_channels(redis_url: str) -> None:
         pytest.raises(
             ImproperlyConfigured,
             match=r"TASKS\['default'\]\['QUEUES'\]: Queue name 'a b' cannot name the task "
-            r"channel 'tasks\.a b': use ASCII letters",
+            r"channel 'tasks\.a b': the channel takes ASCII letters, digits, hyphens, "
+            r"underscores and periods, shorter than 100 characters, e.g\. 'default'",
         ),
     ):
         task_backends["default"]

@@ -19,7 +19,6 @@ with the ``django-tasks`` backport (Django 5.2).
 from __future__ import annotations
 
 import contextlib
-import re
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -31,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from worker.errors import ConfigurationError
-from worker.names import TASK_MESSAGE_TYPE, task_channel
+from worker.names import NAME_RULE, TASK_MESSAGE_TYPE, is_plain_channel_name, task_channel
 from worker.sending.api import Prepared, prepare, redis_send, redis_send_sync
 from worker.sending.pools import send_loop
 from worker.tasks.compat import (
@@ -56,8 +55,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _OPTIONS = {"LAYER", "RESULT_TTL_S"}
-# Channels' channel-name rule, without the process-specific "!" part.
-_CHANNEL_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")
 
 
 class ChannelLayerBackend(BaseTaskBackend):
@@ -234,10 +231,9 @@ def _due_at(result: TaskResult[..., Any]) -> float | None:
 def queue_name_problem(queue_name: object) -> str | None:
     """Why ``queue_name`` cannot name a task channel, or None when it can."""
     channel = task_channel(str(queue_name))
-    if isinstance(queue_name, str) and _CHANNEL_NAME.match(channel) and len(channel) < 100:
+    if isinstance(queue_name, str) and is_plain_channel_name(channel):
         return None
     return (
-        f"Queue name {queue_name!r} cannot name the task channel "
-        f"{channel!r}: use ASCII letters, digits, hyphens, underscores "
-        "and periods, at most 93 characters, e.g. 'default' or 'emails'."
+        f"Queue name {queue_name!r} cannot name the task channel {channel!r}: the channel "
+        f"takes {NAME_RULE}, e.g. 'default' or 'emails'."
     )
