@@ -4,9 +4,12 @@ and the requeue, purge and enqueue-again actions (confirmation, CSRF, log, idemp
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
@@ -20,12 +23,15 @@ from tests.worker.admin_site import (
     dead_count,
     installed,
     queued,
+    redis_layer,
     send_messages,
     site,
     write_health,
 )
 from worker.admin import dead_letter_pages, readers
+from worker.ops.health import RATE_BUCKET_S
 from worker.transport.dead_letters import DEFAULT_MAX_UNDECODED_BYTES
+from worker.transport.keys import channel_key, rate_key
 
 pytestmark = pytest.mark.redis
 
@@ -55,6 +61,32 @@ def cells(page: str, channel: str) -> dict[str, str]:
     assert row is not None, page
     found = dict(re.findall(r'data-field="(\w+)">(?:<a [^>]*>)?([^<]*)<', row.group(1)))
     return {key: value for key, value in found.items() if key not in ("oldest_age_s", "sparkline")}
+
+
+def shown(page: str, channel: str, field: str) -> str:
+    """The text of the Channels page's ``field`` of ``channel``, as shown (with its unit)."""
+    row = re.search(rf'<tr data-channel="{re.escape(channel)}">(.*?)</tr>', page, re.S)
+    assert row is not None, page
+    cell = re.search(rf'data-field="{field}">([^<]*)<', row.group(1))
+    assert cell is not None, row.group(1)
+    return cell.group(1)
+
+
+def backdate_oldest(redis_url: str, channel: str, seconds: float) -> None:
+    """Make the oldest message queued on ``channel`` ``seconds`` older (its score is the time
+    it was sent)."""
+    key = channel_key(redis_layer(redis_url).prefix, channel)
+    with redis.Redis.from_url(redis_url) as client:
+        [(member, sent_at)] = client.zrange(key, 0, 0, withscores=True)
+        client.zadd(key, {member: sent_at - seconds}, xx=True)
+
+
+def set_rates(redis_url: str, channel: str, done: dict[int, int]) -> None:
+    """The count of messages done in each 10 s bucket, as the workers keep them."""
+    prefix = redis_layer(redis_url).prefix
+    with redis.Redis.from_url(redis_url) as client:
+        for bucket, count in done.items():
+            client.set(rate_key(prefix, channel, bucket), count, ex=120)
 
 
 def selectable(page: str) -> list[str]:
@@ -97,6 +129,35 @@ def test_the_channels_page_shows_what_status_shows(site: str) -> None:
     }
     assert f'href="{BASE}/deadletter/{CHANNEL}/">2</a>' in page
     assert 'class="breadcrumbs"' in page
+
+
+def test_the_channels_page_shows_the_oldest_messages_age_and_the_throughput_per_bucket(
+    site: str,
+) -> None:
+    write_health(site, "web-1:4242:aaaa", [CHANNEL])
+    send_messages(site, CHANNEL, 3)
+    backdate_oldest(site, CHANNEL, 90.0)
+    client = superuser()
+
+    deadline = time.monotonic() + 30.0
+    while True:
+        newest = int(time.time() // RATE_BUCKET_S)
+        # Done in the oldest bucket of the two minutes and in the one before the current.
+        rates = {newest - 11: 7, newest - 1: 3}
+        set_rates(site, CHANNEL, rates)
+        page = text(client.get(f"{BASE}/channel/"))
+        if int(time.time() // RATE_BUCKET_S) == newest:
+            break
+        # A bucket began during the render and moved the window: again in the new one.
+        set_rates(site, CHANNEL, dict.fromkeys(rates, 0))
+        assert time.monotonic() < deadline, "no render within one bucket"
+
+    age = shown(page, CHANNEL, "oldest_age_s")
+    assert age.endswith(" s"), age
+    assert 90.0 <= float(age.removesuffix(" s")) < 120.0
+    # One bar per 10 s, oldest first, scaled to the largest (7 -> the top bar, 3 -> 3 of 7).
+    assert shown(page, CHANNEL, "sparkline") == "█" + "▁" * 9 + "▄▁"
+    assert shown(page, CHANNEL, "completed_last_minute") == "3"
 
 
 def test_the_workers_page_shows_each_live_worker_and_why_one_is_unhealthy(site: str) -> None:
@@ -252,47 +313,167 @@ def test_requeue_all_steps_over_a_letter_whose_message_was_not_kept(
     assert "Requeued 2 dead letter(s) on thumbnails-generate; 1 still there" in text(done)
 
 
-def test_actions_refuse_a_post_without_a_csrf_token(site: str) -> None:
-    [letter] = add_dead_letters(site, CHANNEL, [{"type": "job.run"}])
+@dataclass(frozen=True)
+class Request:
+    """A page or action of the section, of ``page``'s permissions; ``{channel}``, ``{letter}``
+    and ``{result}`` in its path and form stand for the channel, a dead letter's id and a failed
+    task result's id."""
+
+    page: str
+    method: str
+    path: str
+    form: tuple[tuple[str, str], ...] = ()
+    #: What a superuser gets: the page (or confirmation page), or the redirect after acting.
+    served: int = 200
+
+    def send(self, client: Client, letter: str, result: str) -> Any:
+        names = {"channel": CHANNEL, "letter": letter, "result": result}
+        url = f"{BASE}/{self.path.format(**names)}"
+        if self.method == "get":
+            return client.get(url)
+        return client.post(url, {key: value.format(**names) for key, value in self.form})
+
+
+#: Every permission of the section, by page.
+PERMISSIONS = {
+    "channel": ("view_channel",),
+    "worker": ("view_worker",),
+    "deadletter": ("view_deadletter", "change_deadletter"),
+    "taskresult": ("view_taskresult", "change_taskresult"),
+    "schedule": ("view_schedule", "change_schedule"),
+}
+CONFIRMED = ("confirm", "yes")
+SELECTED = ("_selected", "{letter}")
+EVERY = ("all", "1")
+REQUEUE = "deadletter/{channel}/requeue/"
+PURGE = "deadletter/{channel}/purge/"
+ENQUEUE = "taskresult/default/{result}/enqueue/"
+#: The confirmation pages of the actions: a POST without ``confirm``.
+CONFIRMATIONS = [
+    pytest.param(Request("deadletter", "post", REQUEUE, (SELECTED,)), id="requeue-selected-ask"),
+    pytest.param(Request("deadletter", "post", REQUEUE, (EVERY,)), id="requeue-all-ask"),
+    pytest.param(Request("deadletter", "post", PURGE), id="purge-ask"),
+    pytest.param(Request("taskresult", "post", ENQUEUE), id="enqueue-again-ask"),
+]
+CONFIRMED_ACTIONS = [
+    pytest.param(
+        Request("deadletter", "post", REQUEUE, (SELECTED, CONFIRMED), served=302),
+        id="requeue-selected",
+    ),
+    pytest.param(
+        Request("deadletter", "post", REQUEUE, (EVERY, CONFIRMED), served=302), id="requeue-all"
+    ),
+    pytest.param(Request("deadletter", "post", PURGE, (CONFIRMED,), served=302), id="purge"),
+    pytest.param(
+        Request("taskresult", "post", ENQUEUE, (CONFIRMED,), served=302), id="enqueue-again"
+    ),
+]
+ACTIONS = [*CONFIRMATIONS, *CONFIRMED_ACTIONS]
+SECTION = [
+    pytest.param(Request("channel", "get", "channel/"), id="channels"),
+    pytest.param(Request("worker", "get", "worker/"), id="workers"),
+    pytest.param(Request("deadletter", "get", "deadletter/"), id="dead-letter-channels"),
+    pytest.param(Request("deadletter", "get", "deadletter/{channel}/"), id="dead-letters"),
+    pytest.param(
+        Request("deadletter", "get", "deadletter/{channel}/letter/{letter}/"), id="dead-letter"
+    ),
+    pytest.param(Request("taskresult", "get", "taskresult/"), id="task-results"),
+    pytest.param(Request("taskresult", "get", "taskresult/default/{result}/"), id="task-result"),
+    pytest.param(Request("schedule", "get", "schedule/"), id="schedules"),
+    *ACTIONS,
+]
+
+
+def permissions(*, but: str = "", only_view_of: str = "") -> tuple[str, ...]:
+    """Every permission of the section, but those of page ``but``, and of page
+    ``only_view_of`` its view permission alone."""
+    return tuple(
+        codename
+        for page, codenames in PERMISSIONS.items()
+        if page != but
+        for codename in (codenames[:1] if page == only_view_of else codenames)
+    )
+
+
+def records_for(site: str, request: Request) -> tuple[str, str]:
+    """(a dead letter's id, a failed task result's id) for ``request`` to name."""
+    [letter] = add_dead_letters(site, CHANNEL, [{"type": "job.run", "secret": "hidden-body"}])
+    result = failed_task_result() if "{result}" in request.path else "no-result"
+    return letter.id, result
+
+
+def assert_nothing_changed(site: str) -> None:
+    """No letter requeued or purged, no task enqueued, nothing in the admin's log."""
+    assert (dead_count(site, CHANNEL), queued(site, CHANNEL)) == (1, 0)
+    assert queued(site, "tasks.default") == 0
+    assert not log_entries().exists()
+
+
+def assert_served_to_a_superuser(request: Request, letter: str, result: str) -> None:
+    """The same request by a superuser is served: the refusal was the user's, not the URL's."""
+    assert request.send(user("root", superuser=True), letter, result).status_code == (
+        request.served
+    )
+
+
+@pytest.mark.parametrize("action", CONFIRMED_ACTIONS)
+def test_actions_refuse_a_post_without_a_csrf_token(site: str, action: Request) -> None:
+    letter, result = records_for(site, action)
     client = Client(enforce_csrf_checks=True)
     client.force_login(User.objects.create_superuser("csrf", password="pw"))
 
-    for action in ("requeue", "purge"):
-        response = client.post(
-            f"{BASE}/deadletter/{CHANNEL}/{action}/",
-            {"_selected": [letter.id], "all": "1", "confirm": "yes"},
-        )
-        assert response.status_code == 403
-    assert dead_count(site, CHANNEL) == 1
+    response = action.send(client, letter, result)
+
+    assert response.status_code == 403
+    assert "CSRF verification failed" in text(response)
+    assert_nothing_changed(site)
 
 
-def test_a_user_who_is_not_staff_gets_nothing(site: str) -> None:
-    [letter] = add_dead_letters(site, CHANNEL, [{"type": "job.run", "secret": "hidden-body"}])
-    client = user("visitor", staff=False, perms=("view_deadletter", "change_deadletter"))
-    urls = [
-        f"{BASE}/channel/",
-        f"{BASE}/worker/",
-        f"{BASE}/deadletter/",
-        f"{BASE}/deadletter/{CHANNEL}/",
-        f"{BASE}/deadletter/{CHANNEL}/letter/{letter.id}/",
-        f"{BASE}/taskresult/",
-    ]
-    for url in urls:
-        response = client.get(url)
-        assert response.status_code == 302, url
-        assert "/admin/login/" in response["Location"]
-        assert b"hidden-body" not in response.content
-    confirmed = {"_selected": [letter.id], "all": "1", "confirm": "yes"}
-    for action in ("requeue", "purge"):
-        assert client.post(f"{BASE}/deadletter/{CHANNEL}/{action}/", confirmed).status_code == 302
-    assert dead_count(site, CHANNEL) == 1
+@pytest.mark.parametrize("target", SECTION)
+def test_a_user_who_is_not_staff_gets_nothing_from_any_page_or_action(
+    site: str, target: Request
+) -> None:
+    letter, result = records_for(site, target)
+    visitor = user("visitor", staff=False, perms=permissions())
+
+    response = target.send(visitor, letter, result)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+    assert b"hidden-body" not in response.content
+    assert_nothing_changed(site)
+    assert_served_to_a_superuser(target, letter, result)
 
 
-def test_staff_without_a_page_permission_are_refused(site: str) -> None:
-    client = user("clerk", perms=("view_worker",))
-    assert client.get(f"{BASE}/worker/").status_code == 200
-    for page in ("channel", "deadletter", "taskresult"):
-        assert client.get(f"{BASE}/{page}/").status_code == 403, page
+@pytest.mark.parametrize("target", SECTION)
+def test_staff_without_a_page_permission_are_refused_its_every_page_and_action(
+    site: str, target: Request
+) -> None:
+    letter, result = records_for(site, target)
+    # Every permission of every other page: each page checks its own.
+    clerk = user("clerk", perms=permissions(but=target.page))
+
+    response = target.send(clerk, letter, result)
+
+    assert response.status_code == 403
+    assert b"hidden-body" not in response.content
+    assert_nothing_changed(site)
+    assert_served_to_a_superuser(target, letter, result)
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_viewer_may_not_post_an_action_nor_see_its_confirmation(
+    site: str, action: Request
+) -> None:
+    letter, result = records_for(site, action)
+    viewer = user("viewer", perms=permissions(only_view_of=action.page))
+
+    response = action.send(viewer, letter, result)
+
+    assert response.status_code == 403
+    assert "Are you sure?" not in text(response)
+    assert_nothing_changed(site)
+    assert_served_to_a_superuser(action, letter, result)
 
 
 def test_a_viewer_sees_dead_letters_but_cannot_requeue_or_purge(site: str) -> None:
@@ -341,6 +522,30 @@ def test_task_results_are_listed_by_status_and_shown_with_their_errors(site: str
     assert "<b>bad</b>" not in detail
     assert "Enqueue again" not in detail
     assert client.post(f"{BASE}/taskresult/default/{result_id}/enqueue/").status_code == 403
+
+
+def test_task_results_are_filtered_by_queue(site: str) -> None:
+    from tests.worker.tasks_project.tasks import add
+
+    on_default = str(add.enqueue(1, 2).id)
+    on_other = str(add.using(queue_name="other").enqueue(3, 4).id)
+    client = user("viewer", perms=("view_taskresult",))
+
+    every = text(client.get(f"{BASE}/taskresult/"))
+    other = text(client.get(f"{BASE}/taskresult/?queue=other"))
+    default = text(client.get(f"{BASE}/taskresult/?queue=default"))
+    nowhere = text(client.get(f"{BASE}/taskresult/?queue=nowhere"))
+
+    assert on_default in every
+    assert on_other in every
+    assert on_other in other
+    assert on_default not in other
+    assert "<td>default</td>" not in other
+    assert 'name="queue" value="other"' in other
+    assert on_default in default
+    assert on_other not in default
+    assert on_default not in nowhere
+    assert "No results matching the filter." in nowhere
 
 
 def test_a_failed_task_is_enqueued_again_once_after_confirmation(site: str) -> None:

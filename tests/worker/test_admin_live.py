@@ -10,9 +10,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.test import Client, override_settings
 
+from routing import ProtocolTypeRouter, URLRouter
+from routing.types import ASGIApp
 from tests.redis_server import RedisServer
 from tests.routing.asgi_fakes import WebsocketClient
 from tests.worker.admin_site import (
@@ -24,6 +29,7 @@ from tests.worker.admin_site import (
     write_health,
 )
 from tests.worker.tasks_project.settings import layers
+from worker import admin_live_path
 from worker.admin.live import FORBIDDEN_CLOSE_CODE, PAUSE_PER_PUSH, AdminLiveConsumer, pause_s
 from worker.admin.pages import LIVE_PATH
 
@@ -204,3 +210,61 @@ def test_the_feed_rides_out_a_redis_outage_and_resumes(
         problem, queued = async_to_sync(watch)()
     assert problem.startswith("Redis unavailable")
     assert queued == 1
+
+
+def project_application() -> ASGIApp:
+    """The ASGI application docs/admin.md has a project write, with the feed as its route
+    (http left to the router's default, Django's own application, built at the first request)."""
+    return ProtocolTypeRouter(
+        {
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter([admin_live_path]))
+            ),
+        }
+    )
+
+
+def browser_of(user: User, origin: str) -> WebsocketClient:
+    """The feed opened by a page at ``origin`` in a browser where ``user`` logged in to the
+    admin: the session cookie goes with it, as browsers send it."""
+    browser = Client()
+    browser.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    headers = [
+        (b"host", b"testserver"),
+        (b"origin", origin.encode()),
+        (b"cookie", cookie.encode()),
+    ]
+    return WebsocketClient(project_application(), f"/{LIVE_PATH}", headers)
+
+
+def test_the_feed_mounted_as_documented_pushes_to_staff_logged_in_to_the_admin(site: str) -> None:
+    write_health(site, "web-1:4242:aaaa", [CHANNEL])
+    send_messages(site, CHANNEL, 2)
+    feed = browser_of(account("clerk", perms=("view_channel",)), "http://testserver")
+
+    async def first() -> dict[str, Any]:
+        connected, answer = await feed.connect()
+        assert connected, answer
+        snapshot = await snapshot_of(feed)
+        await feed.disconnect()
+        return snapshot
+
+    snapshot = async_to_sync(first)()
+    # The session's user, with the permissions they have: the channels part, not the workers.
+    assert queued_on(snapshot) == 2
+    assert "workers" not in snapshot
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://testserver.evil.example", "null"]
+)
+def test_the_feed_mounted_as_documented_refuses_another_sites_page(site: str, origin: str) -> None:
+    write_health(site, "web-1:4242:aaaa", [CHANNEL])
+    # The admin's own user's cookies, sent along by the browser to another site's page.
+    feed = browser_of(account("root", superuser=True), origin)
+
+    connected, answer = async_to_sync(feed.connect)()
+
+    assert not connected
+    assert answer["type"] == "websocket.close", answer
