@@ -1,9 +1,10 @@
 """Sphinx configuration: MyST Markdown pages, the furo theme, autodoc for the public API.
 
 The build never touches the network (CI reaches only the package registries): intersphinx reads
-the inventories committed in ``_inventories/``. Django and redis-py are linked with ``extlinks``
-roles instead (``{django}`topics/tasks/``, ``{redis-py}`...```): no current inventory of theirs
-could be had offline (Debian's is Django 3.2's, without ``django.tasks``; redis-py has none).
+the inventories committed in ``_inventories/``, each built from its project's own docs source
+(Django 6.1.3's sdist, Channels 4.3.2's repository) with ``sphinx-build -b dirhtml`` (Django's
+URLs) or ``-b html``. redis-py publishes no inventory: it is linked with an ``extlinks`` role,
+``{redis-py}`...```.
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ intersphinx_mapping = {
         "https://channels.readthedocs.io/en/latest/",
         str(DOCS / "_inventories" / "channels.inv"),
     ),
+    "django": ("https://docs.djangoproject.com/en/6.1/", str(DOCS / "_inventories" / "django.inv")),
 }
 
 extlinks = {
-    "django": ("https://docs.djangoproject.com/en/stable/%s", "%s"),
     "redis-py": ("https://redis.readthedocs.io/en/stable/%s", "%s"),
     "gh": ("https://github.com/%s", "%s"),
 }
