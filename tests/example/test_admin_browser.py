@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +40,9 @@ GENERATE = "thumbnails-generate"
 PASSWORD = "demo-admin-pw"
 ADMIN_LINE = re.compile(r"Admin at (?P<url>http://\S+) as 'admin', password '(?P<password>[^']+)'")
 HANDLED_TIMEOUT_S = 30.0
+# The example's nightly schedule (example/settings.py) and the task it runs.
+CLEANUP = "clean-orphaned-thumbnails"
+CLEANUP_TASK = "example.thumbnails.tasks.clean_orphaned_thumbnails"
 
 
 @pytest.fixture
@@ -63,6 +67,18 @@ def log_in(page: Page, demo: DemoProcess) -> str:
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("#cw-live")).to_have_attribute("data-state", "live")
     return printed["url"]
+
+
+def reload_until(page: Page, locator: Locator, text: str, timeout_s: float = 20.0) -> None:
+    """Reload ``page`` until ``locator`` contains ``text``: for a page that is not live."""
+    deadline = time.monotonic() + timeout_s
+    while text not in locator.inner_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{text!r} not shown within {timeout_s} s: {locator.inner_text()!r}"
+            )
+        page.wait_for_timeout(200)
+        page.reload()
 
 
 def cell(page: Page, channel: str, field: str) -> Locator:
@@ -138,6 +154,19 @@ def test_admin_shows_counts_live_and_requeues_a_dead_letter_that_is_then_handled
     assert made(demo, picture_id) == 2, demo.output
     admin.goto(admin_url)
     expect(admin.locator("#recent-actions-module")).to_contain_text(f"dead letters of {GENERATE}")
+
+    # The example's nightly schedule, run now from its row, fired by the example's worker.
+    admin.goto(f"{admin_url}channel_worker/schedule/")
+    row = admin.locator(f'#cw-schedules tr[data-schedule="{CLEANUP}"]')
+    expect(row.locator('[data-field="runs"]')).to_have_text(f"task {CLEANUP_TASK}")
+    expect(row.locator('[data-field="when"]')).to_contain_text("cron '0 3 * * *'")
+    expect(row.locator('[data-field="timezone"]')).to_have_text("Europe/Paris")
+    expect(row.locator('[data-field="due"]')).to_have_text("no")
+    row.get_by_role("button", name="Run now").click()
+    admin.get_by_role("button", name=re.compile("Yes, I.m sure")).click()
+    outcome = admin.locator(f'#cw-schedules tr[data-schedule="{CLEANUP}"] [data-field="outcome"]')
+    reload_until(admin, outcome, "SUCCESSFUL")
+    screenshot(admin, "admin-schedules.png")
 
     # A phone-sized screen: the Workers page, live too; its wide table scrolls sideways.
     admin.set_viewport_size({"width": 400, "height": 800})
