@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     from routing.types import ASGIApp, Receive, Scope, Send
 
 
+def import_path(pythonpath: Sequence[str]) -> list[str]:
+    """``sys.path`` as ``setup_django()`` leaves it: the current directory and ``pythonpath``
+    in front, as ``manage.py`` has its directory, unless they are on it already."""
+    front = [entry for entry in dict.fromkeys([os.getcwd(), *pythonpath]) if entry not in sys.path]
+    return [*front, *sys.path]
+
+
 def setup_django(settings_module: str | None, pythonpath: list[str]) -> None:
     """Configure Django the way ``manage.py`` would, from the current directory."""
-    for entry in reversed([os.getcwd(), *pythonpath]):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
+    sys.path[:] = import_path(pythonpath)
     if settings_module:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     if not os.environ.get("DJANGO_SETTINGS_MODULE"):
@@ -38,7 +43,7 @@ def setup_django(settings_module: str | None, pythonpath: list[str]) -> None:
     except ImportError as error:
         raise ConfigurationError(
             f"Cannot import the settings module "
-            f"{os.environ['DJANGO_SETTINGS_MODULE']!r}: {error}. Run runworker from your "
+            f"{os.environ['DJANGO_SETTINGS_MODULE']!r}: {error}. Run the command from your "
             "project directory or add it with --pythonpath."
         ) from error
 

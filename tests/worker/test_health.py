@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 from channels_redis.core import RedisChannelLayer
+from django.core.management import call_command
 
 from routing.types import ASGIApp, Receive, Scope, Send
 from tests.redis_server import RedisServer
@@ -42,10 +44,12 @@ from tests.worker._ops import (
 )
 from tests.worker.ops_project.consumers import OPS_CHANNEL
 from tests.worker.process_helpers import WorkerProcess
-from worker.cli.exit_codes import EXIT_CONFIG
+from worker.cli.exit_codes import EXIT_CONFIG, EXIT_CRASHED
 from worker.config import ChannelConfig
 from worker.consume.worker import Worker
+from worker.management.commands.runworker import Command as RunworkerCommand
 from worker.ops.health import HealthRecord, check
+from worker.ops.health_files import find_settings_file
 from worker.transport.keys import health_key
 from worker.transport.pop_connection import PopConnection
 
@@ -627,52 +631,96 @@ def test_check_in_a_shared_directory_counts_only_records_of_its_settings_module(
     assert check(["jobs"], directory, "other_site.settings")[0]
 
 
-def settings_package(root: Path) -> str:
-    """A ``mysite/settings.py`` under ``root``; its resolved path."""
-    (root / "mysite").mkdir(parents=True)
+def settings_package(root: Path, *, as_package: bool = False) -> str:
+    """``mysite/settings.py`` (or ``mysite/settings/__init__.py``) under ``root``; its path."""
+    (root / "mysite").mkdir(parents=True, exist_ok=True)
     (root / "mysite" / "__init__.py").write_text("")
     path = root / "mysite" / "settings.py"
+    if as_package:
+        (root / "mysite" / "settings").mkdir()
+        path = root / "mysite" / "settings" / "__init__.py"
     path.write_text("")
     return str(path.resolve())
+
+
+def elsewhere_line(directory: Path, theirs: str, ours: str) -> str:
+    return (
+        f"no running worker of this project on this host: the 1 in {directory} import the "
+        f"settings module from {theirs}, not {ours}: another project with a settings module of "
+        "the same name (give each project its own CHANNEL_WORKER_HEALTH_DIR), or this one "
+        "before it moved (restart its workers)"
+    )
 
 
 def test_check_tells_projects_apart_whose_settings_modules_share_a_name(tmp_path: Path) -> None:
     directory = private_dir(tmp_path / "shared")
     ours, theirs = settings_package(tmp_path / "ours"), settings_package(tmp_path / "theirs")
-    search_path = [str(tmp_path / "ours")]
     their_record = dataclasses.replace(healthy_record("mysite.settings"), settings_file=theirs)
     (directory / "1.json").write_text(their_record.to_json())
 
-    healthy, line = check(["jobs"], directory, "mysite.settings", search_path)
-    assert not healthy
-    assert line == (
-        f"no running worker of this project on this host: the 1 in {directory} run another "
-        f"project's settings module of the same name ({theirs}, not {ours}); give each project "
-        "its own CHANNEL_WORKER_HEALTH_DIR"
+    assert check(["jobs"], directory, "mysite.settings", ours) == (
+        False,
+        elsewhere_line(directory, theirs, ours),
     )
     our_record = dataclasses.replace(
         healthy_record("mysite.settings"), worker_id="host:2:ours", settings_file=ours
     )
     (directory / "2.json").write_text(our_record.to_json())
-    assert check(["jobs"], directory, "mysite.settings", search_path) == (
+    assert check(["jobs"], directory, "mysite.settings", ours) == (
         True,
         "healthy: worker host:2:ours serving jobs",
     )
 
 
-def test_check_counts_by_name_when_it_cannot_find_its_settings_file_or_a_record_has_none(
-    tmp_path: Path,
-) -> None:
+def test_check_counts_by_name_without_its_own_settings_file_or_a_records(tmp_path: Path) -> None:
     directory = private_dir(tmp_path / "shared")
     theirs = settings_package(tmp_path / "theirs")
     record = dataclasses.replace(healthy_record("mysite.settings"), settings_file=theirs)
     (directory / "1.json").write_text(record.to_json())
-    # Run from a directory without the module: the name alone, as records of 0.1.0 workers.
-    assert check(["jobs"], directory, "mysite.settings", [str(tmp_path / "elsewhere")])[0]
-    ours = tmp_path / "ours"
-    settings_package(ours)
+    # A probe that could not find its module: the name alone.
+    assert check(["jobs"], directory, "mysite.settings", None)[0]
+    # A record of a 0.1.0 worker, which names no file.
     (directory / "1.json").write_text(healthy_record("mysite.settings").to_json())
-    assert check(["jobs"], directory, "mysite.settings", [str(ours)])[0]
+    assert check(["jobs"], directory, "mysite.settings", settings_package(tmp_path / "ours"))[0]
+
+
+def test_manage_py_runworker_check_knows_its_project_by_the_settings_it_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = private_dir(tmp_path / "health")
+    monkeypatch.setenv("CHANNEL_WORKER_HEALTH_DIR", str(directory))
+    module = os.environ["DJANGO_SETTINGS_MODULE"]
+    loaded = str(Path(str(sys.modules[module].__file__)).resolve())
+    theirs = str(tmp_path / "theirs" / "settings.py")
+    record = dataclasses.replace(healthy_record(module), settings_file=theirs)
+    (directory / "1.json").write_text(record.to_json())
+
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as stopped:
+        call_command(RunworkerCommand(), "--check", "jobs", stdout=out)
+    assert stopped.value.code == EXIT_CRASHED
+    assert out.getvalue().strip() == elsewhere_line(directory, theirs, loaded)
+    (directory / "1.json").write_text(dataclasses.replace(record, settings_file=loaded).to_json())
+    out = io.StringIO()
+    call_command(RunworkerCommand(), "--check", "jobs", stdout=out)
+    assert out.getvalue().strip() == "healthy: worker host:1:planted serving jobs"
+
+
+def test_the_settings_file_is_found_where_python_would_import_it_from(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    settings_package(first)
+    # A package beside a module of the same name wins, as in Python's own import.
+    package = settings_package(first, as_package=True)
+    settings_package(second)
+    search_path = [str(tmp_path / "elsewhere"), str(first), str(second)]
+
+    assert find_settings_file("mysite.settings", search_path) == package
+    assert find_settings_file("mysite.settings", [str(second), str(first)]) == str(
+        (second / "mysite" / "settings.py").resolve()
+    )
+    assert find_settings_file("mysite.missing", search_path) is None
+    assert find_settings_file("mysite.settings.sub", [str(second)]) is None
+    assert find_settings_file(None, search_path) is None
 
 
 @pytest.mark.e2e
@@ -753,8 +801,6 @@ def test_runworker_check_in_another_project_with_the_same_settings_name_finds_no
     assert (own.returncode, one_line(own)[:16]) == (0, "healthy: worker "), own.stdout
     other = probe(tmp_path / "theirs")
     assert other.returncode == 1
-    assert one_line(other).startswith(
-        f"no running worker of this project on this host: the 1 in {project} run another "
-        f"project's settings module of the same name ({ours}, not "
-    ), other.stdout
+    theirs = (tmp_path / "theirs" / "mysite" / "settings.py").resolve()
+    assert one_line(other) == elsewhere_line(project, str(ours), str(theirs)), other.stdout
     assert stop(worker) == 0

@@ -33,10 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The probe reads this host's health records only: no settings loaded, no Redis.
         from worker.ops.health import check
 
-        # Where setup_django() would find the settings module: two projects may share its name.
-        search_path = [os.getcwd(), *options.pythonpath, *sys.path]
         healthy, line = check(
-            list(options.channels), settings_module=options.settings, search_path=search_path
+            list(options.channels),
+            settings_module=options.settings,
+            settings_file=_settings_file(options),
         )
         print(line)
         return EXIT_OK if healthy else EXIT_CRASHED
@@ -49,6 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         logger.error("%s", error)
         return EXIT_CONFIG
+
+
+def _settings_file(options: WorkerOptions) -> str | None:
+    """Where the worker would import the settings module from: projects may share its name."""
+    from worker.ops.health_files import SETTINGS_ENV, find_settings_file
+    from worker.project import import_path
+
+    module = options.settings or os.environ.get(SETTINGS_ENV)
+    return find_settings_file(module, import_path(options.pythonpath))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,6 @@ from worker.ops.health_files import (
     prepare_dir,
     project_dir,
     projects_on_this_host,
-    settings_file,
     write_record,
 )
 from worker.ops.health_files import read_records as read_record_files
@@ -282,15 +281,16 @@ def check(
     channels: list[str],
     directory: Path | None = None,
     settings_module: str | None = None,
-    search_path: Sequence[str] = (),
+    settings_file: str | None = None,
 ) -> tuple[bool, str]:
     """Whether the workers of this project on this host serve ``channels``, and one line why.
 
     Healthy when together they serve every channel and each one that serves any of them (each
     process of ``--processes``, each unit on the host) is alive and healthy. The project is
-    ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given), and the file of that module
-    on ``search_path`` when one entry holds it. Records of other projects or other users, and
-    links, are not counted.
+    ``settings_module`` (``DJANGO_SETTINGS_MODULE`` unless given) and, when known, the
+    ``settings_file`` it is imported from. Records of other projects or other users, and links,
+    are not counted; nor are records of another file, while those without one (written by 0.1.0
+    workers) count by name.
     """
     settings_module = settings_module or os.environ.get(SETTINGS_ENV)
     if directory is None:
@@ -300,13 +300,9 @@ def check(
     if os.path.lexists(directory) and (problem := directory_problem(directory)) is not None:
         return False, f"{problem}: its health records are not trusted"
     now = time.time()
-    records = list(_live_records(directory, settings_module))
-    own_file = settings_file(settings_module, search_path)
-    elsewhere = [record for record in records if _other_file(record, own_file)]
-    if elsewhere:
-        records = [record for record in records if record not in elsewhere]
-        if not records:
-            return False, _elsewhere_line(elsewhere, own_file, directory)
+    records, elsewhere = _by_file(_live_records(directory, settings_module), settings_file)
+    if elsewhere and not records and settings_file is not None:
+        return False, _elsewhere_line(elsewhere, settings_file, directory)
     # Every process of the project that serves one of the channels must be healthy: with
     # --processes, one hung child behind a healthy one is still a sick container.
     serving = [record for record in records if set(record.channels) & set(channels)]
@@ -326,17 +322,25 @@ def check(
     )
 
 
-def _other_file(record: HealthRecord, own_file: str | None) -> bool:
-    """Whether a record is of a worker whose settings module of the same name is another file."""
-    return own_file is not None and record.settings_file not in (None, own_file)
+def _by_file(
+    records: Iterable[HealthRecord], settings_file: str | None
+) -> tuple[list[HealthRecord], list[HealthRecord]]:
+    """The records of workers of ``settings_file`` (or of no known file), and the others."""
+    ours: list[HealthRecord] = []
+    others: list[HealthRecord] = []
+    for record in records:
+        other = settings_file is not None and record.settings_file not in (None, settings_file)
+        (others if other else ours).append(record)
+    return ours, others
 
 
-def _elsewhere_line(records: list[HealthRecord], own_file: str | None, directory: Path) -> str:
+def _elsewhere_line(records: list[HealthRecord], settings_file: str, directory: Path) -> str:
     files = ", ".join(sorted({str(record.settings_file) for record in records}))
     return (
         f"no running worker of this project on this host: the {len(records)} in {directory} "
-        f"run another project's settings module of the same name ({files}, not {own_file}); "
-        f"give each project its own {HEALTH_DIR_ENV}"
+        f"import the settings module from {files}, not {settings_file}: another project with "
+        f"a settings module of the same name (give each project its own {HEALTH_DIR_ENV}), or "
+        "this one before it moved (restart its workers)"
     )
 
 

@@ -15,6 +15,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 from worker.errors import ConfigurationError
@@ -53,21 +54,33 @@ def project_dir(settings_module: str | None) -> Path:
     return default_base_dir() / project_name(settings_module)
 
 
-def settings_file(settings_module: str | None, search_path: Iterable[str]) -> str | None:
-    """The source file of ``settings_module`` on ``search_path``, found without importing it.
+def find_settings_file(settings_module: str | None, search_path: Iterable[str]) -> str | None:
+    """The file ``settings_module`` would be imported from with ``search_path`` as ``sys.path``,
+    found by the import system's path finder without importing anything.
 
     Two projects on a host may both have ``mysite.settings``; where their files are tells them
-    apart. None when no entry of ``search_path`` holds the module.
+    apart. None when the module is not found there.
     """
     if not settings_module:
         return None
-    relative = Path(*settings_module.split("."))
-    for entry in search_path:
-        base = Path(entry or ".")
-        for candidate in (base / f"{relative}.py", base / relative / "__init__.py"):
-            if candidate.is_file():
-                return str(candidate.resolve())
-    return None
+    locations = list(search_path)
+    origin = None
+    for part in settings_module.split("."):
+        if origin is not None and not origin.endswith("__init__.py"):
+            return None  # A module where a package is needed.
+        # Asked by its last name alone, as the finder of each directory matches it: a dotted
+        # name would make the finder look its parent up in sys.modules, where it is not.
+        spec = PathFinder.find_spec(part, locations)
+        if spec is None:
+            return None
+        origin = spec.origin
+        if origin is None:
+            # A namespace package: every directory of that name along the path.
+            locations = [str(Path(entry) / part) for entry in locations]
+            locations = [entry for entry in locations if Path(entry).is_dir()]
+        else:
+            locations = [str(Path(origin).parent)]
+    return str(Path(origin).resolve()) if origin and Path(origin).is_file() else None
 
 
 def loaded_settings_file(settings_module: str | None) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import sys
+import os
 from argparse import ArgumentParser
 from typing import Any
 
@@ -28,9 +28,11 @@ class Command(BaseCommand):
         options = WorkerOptions.from_parsed(parsed)
         if options.check:
             from worker.ops.health import check
+            from worker.ops.health_files import SETTINGS_ENV, loaded_settings_file
 
-            # manage.py has put the project on sys.path, where the settings module is.
-            healthy, line = check(list(options.channels), search_path=sys.path)
+            # manage.py has imported the settings: their file says which project this is.
+            own_file = loaded_settings_file(os.environ.get(SETTINGS_ENV))
+            healthy, line = check(list(options.channels), settings_file=own_file)
             self.stdout.write(line)
             if not healthy:
                 raise SystemExit(EXIT_CRASHED)
