@@ -1,7 +1,8 @@
 """Names the worker gives and checks: channel and group names, task channels, worker ids.
 
-The naming rule is Channels' own (asked of the layer, so a layer with other limits is obeyed);
-this module only says it once, in the words every error uses.
+The naming rule is Channels' own: asked of the layer, so a layer with other limits is obeyed, or
+of Channels' base layer for a name checked before any layer is at hand. This module only says
+it once, in the words every error uses.
 """
 
 from __future__ import annotations

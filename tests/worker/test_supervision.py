@@ -3,6 +3,7 @@ the task restarts with backoff, and the worker goes on handling and acknowledgin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -57,6 +58,7 @@ def no_backoff_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     async def record(self: Backoff) -> None:
         delays.append(self.next_delay_s())
+        await asyncio.sleep(0)  # Still a turn of the loop, as a wait is.
 
     monkeypatch.setattr(Backoff, "wait", record)
     return delays

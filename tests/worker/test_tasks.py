@@ -232,7 +232,8 @@ def test_queue_names_must_name_valid_channels(redis_url: str) -> None:
             ImproperlyConfigured,
             match=r"TASKS\['default'\]\['QUEUES'\]: Queue name 'a b' cannot name the task "
             r"channel 'tasks\.a b': the channel takes ASCII letters, digits, hyphens, "
-            r"underscores and periods, shorter than 100 characters, e.g\. 'default'",
+            r"underscores and periods, shorter than 100 characters, so a queue name takes at "
+            r"most 93 of them, e\.g\. 'default'",
         ),
     ):
         task_backends["default"]

@@ -161,7 +161,8 @@ async def _status(layer: Any, options: argparse.Namespace) -> int:
         console = Console()
         if not options.watch:
             view = table(await gather(layer, clients, options.channels))
-            if not console.is_terminal and "COLUMNS" not in os.environ:
+            # Not rich's is_terminal, which FORCE_COLOR (set by many CI runners) makes true.
+            if not console.file.isatty() and "COLUMNS" not in os.environ:
                 # Piped or logged: the whole table, where rich would cut it to 80 columns.
                 unbounded = console.options.update_width(_PIPED_MAX_WIDTH)
                 console.width = max(console.width, console.measure(view, options=unbounded).maximum)

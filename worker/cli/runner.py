@@ -40,6 +40,8 @@ def run(options: WorkerOptions) -> int:
             "No channels to consume: runworker CHANNEL [CHANNEL ...], e.g. "
             "runworker thumbnails-generate thumbnails-delete."
         )
+    if logs_to_stderr():
+        drop_djangos_console_handler()
     # Checked before anything starts, so a missing uvloop is one clear error, not one per child.
     new_loop = loop_factory(options.loop or DEFAULT_LOOP)
     if options.reload:
@@ -52,8 +54,8 @@ def run(options: WorkerOptions) -> int:
         return supervise_processes(options)
     worker = build_worker(options)
     if logs_to_stderr():
-        # Once the application has loaded: an asgi.py calling get_asgi_application() sets
-        # Django's logging up again, console handler included.
+        # Again once the application has loaded: an asgi.py calling get_asgi_application()
+        # sets Django's logging up again, console handler included.
         drop_djangos_console_handler()
     if options.metrics_port:
         from worker.ops.metrics import serve

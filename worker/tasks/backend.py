@@ -55,6 +55,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _OPTIONS = {"LAYER", "RESULT_TTL_S"}
+# The longest queue name whose task channel is shorter than Channels' 100 characters.
+MAX_QUEUE_NAME_CHARS = 99 - len(task_channel(""))
 
 
 class ChannelLayerBackend(BaseTaskBackend):
@@ -235,5 +237,6 @@ def queue_name_problem(queue_name: object) -> str | None:
         return None
     return (
         f"Queue name {queue_name!r} cannot name the task channel {channel!r}: the channel "
-        f"takes {NAME_RULE}, e.g. 'default' or 'emails'."
+        f"takes {NAME_RULE}, so a queue name takes at most {MAX_QUEUE_NAME_CHARS} of them, "
+        "e.g. 'default' or 'emails'."
     )
