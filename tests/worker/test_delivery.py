@@ -32,6 +32,7 @@ from worker.consume.worker import Worker
 from worker.errors import PermanentFailure
 from worker.transport.dead_letters import DeadLetter, DeadLetterBounds, DeadLetters
 from worker.transport.keys import ChannelKeys
+from worker.transport.queue import ChannelQueue, Promoted
 
 CHANNEL = "jobs"
 # Task channels want a long layer expiry; the worker warns below 600 s.
@@ -317,6 +318,47 @@ async def test_poison_message_is_dead_lettered_after_max_attempts_with_its_failu
 
 
 @pytest.mark.redis
+async def test_a_retry_starts_when_its_delay_is_up_not_at_the_next_maintenance_round(
+    layer: RedisChannelLayer, worker_layer: RedisChannelLayer
+) -> None:
+    # Maintenance rounds every 1 s (a 30 s lease); each retry is due 0.2 s after its failure.
+    delay_s = 0.2
+    started_at: dict[int, float] = {}
+
+    async def handle(message: Message) -> None:
+        attempt = message["__attempt__"]
+        started_at[attempt] = time.monotonic()
+        if attempt < 4:
+            raise FlakyError(f"attempt {attempt}")
+
+    config = ChannelConfig(
+        concurrency=1, max_attempts=5, retry_backoff_min_s=delay_s, retry_backoff_max_s=delay_s
+    )
+    worker = consume(handler_app(handle), worker_layer, config)
+    async with running(worker):
+        await send_ids(layer, "mail")
+        await wait_until(lambda: worker.stats.completed == 1, what="handled on attempt 4")
+
+    gaps_s = [started_at[n + 1] - started_at[n] for n in (1, 2, 3)]
+    # Each after its delay, and well before a round a second later would have moved it.
+    assert all(delay_s <= gap_s < delay_s + 0.4 for gap_s in gaps_s), gaps_s
+
+
+async def test_promotion_says_when_the_earliest_waiting_message_is_due(
+    layer: RedisChannelLayer,
+) -> None:
+    queue = ChannelQueue(layer.connection(0), keys(layer), int(layer.expiry))
+    redis = layer.connection(0)
+    now = time.time()
+    await redis.zadd(keys(layer).delayed, {raw_member({"type": "a"}): now - 1})
+    assert await queue.promote_due() == Promoted(count=1, next_due_at=None)
+    later = [raw_member({"type": "b"}), raw_member({"type": "c"})]
+    await redis.zadd(keys(layer).delayed, {later[0]: now + 60, later[1]: now + 30})
+    promoted = await queue.promote_due()
+    assert promoted.count == 0
+    assert promoted.next_due_at == pytest.approx(now + 30)
+
+
 async def test_permanent_failure_is_dead_lettered_on_its_first_attempt_without_retries(
     layer: RedisChannelLayer, worker_layer: RedisChannelLayer, dead_letters: DeadLetters
 ) -> None:

@@ -236,7 +236,7 @@ async def test_every_script_that_moves_or_frees_messages_runs_out_of_memory(
     # A lease heartbeat, a retry, a due retry back on the channel, a give-back on a stop.
     await queue.extend([first, second, third], time.time() + LEASE_S)
     await queue.schedule_retry(first, time.time() - 1, time.time())
-    assert await queue.promote_due() == 1
+    assert (await queue.promote_due()).count == 1
     await queue.give_back([second])
     # A dead letter, and an operator putting it back.
     dead = DeadLetters(layer_for("redis://unused"), [client])

@@ -136,7 +136,7 @@ async def test_redelivery_and_retry_keep_the_level(
     assert (names(layer, [again]), again.priority, again.previous_attempts) == (["high"], 7, 1)
     # It failed: retried after a backoff, from the delayed set, at its own level.
     await queue.schedule_retry(again.member, time.time() - 1, time.time())
-    assert await queue.promote_due() == 1
+    assert (await queue.promote_due()).count == 1
     assert await redis.zcard(queue.keys.level_key(7)) == 1
     (retried,) = await pop(queue, 1, lease_deadline=time.time() + 30)
     assert names(layer, [retried]) == ["high"]
@@ -227,7 +227,7 @@ async def test_level_records_are_kept_only_while_leased_or_delayed(
     (first, *_) = await pop(queue, 3, lease_deadline=time.time() + 30)
     await queue.schedule_retry(first.member, time.time() - 1, time.time())
     assert await redis.hget(keys.member_levels, first.member) == b"4"
-    assert await queue.promote_due() == 1
+    assert (await queue.promote_due()).count == 1
     assert await redis.hlen(keys.member_levels) == 2
     assert [item.priority for item in died] == [4, 4, -4]
 
@@ -332,7 +332,7 @@ async def test_a_deferred_task_joins_its_level_when_due(redis_url: str) -> None:
         (member,) = await client.zrange(keys.delayed, 0, -1)
         # The hour passes: its due time is now behind us.
         await client.zadd(keys.delayed, {member: time.time() - 1}, xx=True)
-        assert await ChannelQueue(client, keys, int(layer.expiry)).promote_due() == 1
+        assert (await ChannelQueue(client, keys, int(layer.expiry)).promote_due()).count == 1
         assert await client.zcard(keys.level_key(50)) == 1
         await drain([TASKS], config=IN_ORDER)
         done = [await add.aget_result(result.id) for result in [deferred, *waiting]]
@@ -484,7 +484,7 @@ async def test_every_level_script_runs_on_a_full_redis_6_and_7(full_redis: Redis
         high, plain, low = await pop(queue, 3, lease_deadline=time.time() + 30)
         await queue.extend([high.member, plain.member, low.member], time.time() + 30)
         await queue.schedule_retry(high.member, time.time() - 1, time.time())
-        assert await queue.promote_due() == 1
+        assert (await queue.promote_due()).count == 1
         await queue.give_back([low.member])
         dead = DeadLetters(layer, [client])
         letter = DeadLetter(channel=CHANNEL, reason="test", attempts=1)

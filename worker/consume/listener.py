@@ -123,14 +123,14 @@ class ChannelListener:
                 continue
             if watch is not None and watch.live:
                 # Until the key changed since the clear above, or a safety poll is due.
-                await _wait_set(watch.arrived, self.poll_timeout_s)
+                await wait_set(watch.arrived, self.poll_timeout_s)
                 continue
             idle_s = min(IDLE_POLL_MAX_S, max(0.001, idle_s * 2))
             await self._sleep(idle_s)
 
     async def _sleep(self, delay_s: float) -> None:
         """Sleep, but wake at once when the listener is stopped."""
-        await _wait_set(self._stopped, delay_s)
+        await wait_set(self._stopped, delay_s)
 
     async def _poll_once(self, host_index: int, popper: PopConnection) -> tuple[int, int]:
         """Pop what the prefetch bound allows: how many were popped, and how many are left."""
@@ -190,7 +190,7 @@ class ChannelListener:
         return decode(self.layer, self.channel, host_index, popped)
 
 
-async def _wait_set(event: asyncio.Event, timeout_s: float) -> None:
+async def wait_set(event: asyncio.Event, timeout_s: float) -> None:
     """Return once ``event`` is set or ``timeout_s`` has passed, whichever comes first."""
     # asyncio.timeout, unlike wait_for, needs no extra task on the way to a message.
     with contextlib.suppress(TimeoutError):

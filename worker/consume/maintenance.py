@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from worker.constants import MAINTENANCE_INTERVAL_S
+from worker.consume.listener import wait_set
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -30,38 +30,82 @@ async def maintain(
 
     Heartbeats extend this worker's leases every third of ``lease_s``, so only a worker that
     stopped (or blocked its event loop for a whole lease) loses them. Any live worker puts
-    expired leases and due retries back on the channel, whatever its own delivery mode.
+    expired leases and due retries back on the channel, whatever its own delivery mode. Due
+    retries and deferred sends are promoted when the earliest of them is due, or when this
+    worker schedules a retry, and at least every interval for those other workers schedule.
     """
-    interval_s = min(MAINTENANCE_INTERVAL_S, config.lease_s / 3)
-    hosts = settlement.hosts
-    context = f"channel {channel!r}"
-    # Per host. After an outage every live worker's leases there may have run out: each
-    # heartbeats first thing once the host answers again, and none requeues expired leases
-    # until two rounds later, by when the live ones have been extended.
-    next_heartbeat = [0.0] * len(queues)
-    requeue_from = [0.0] * len(queues)
+    upkeep = _Upkeep(channel, config, queues, settlement, message_type)
     while True:
-        for index, queue in enumerate(queues):
+        # Cleared before the round reads the next due time: a retry scheduled after that read
+        # wakes the wait below.
+        settlement.retry_scheduled.clear()
+        next_due_at = await upkeep.round()
+        delay_s = upkeep.interval_s
+        if next_due_at is not None:
+            delay_s = min(delay_s, max(0.0, next_due_at - time.time()))
+        await wait_set(settlement.retry_scheduled, delay_s)
+
+
+class _Upkeep:
+    """One channel's upkeep on each of its layer hosts, a round at a time."""
+
+    def __init__(
+        self,
+        channel: str,
+        config: ChannelConfig,
+        queues: Sequence[ChannelQueue],
+        settlement: Settlement,
+        message_type: Callable[[bytes], str],
+    ) -> None:
+        self.channel = channel
+        self.config = config
+        self.queues = queues
+        self.settlement = settlement
+        self.message_type = message_type
+        self.interval_s = min(MAINTENANCE_INTERVAL_S, config.lease_s / 3)
+        self.context = f"channel {channel!r}"
+        # Per host. After an outage every live worker's leases there may have run out: each
+        # heartbeats first thing once the host answers again, and none requeues expired leases
+        # until two intervals later, by when the live ones have been extended.
+        self.next_heartbeat = [0.0] * len(queues)
+        self.next_requeue = [0.0] * len(queues)
+
+    async def round(self) -> float | None:
+        """Heartbeat, promote and requeue on each host where it is time; when the earliest
+        retry or deferred send still waiting is due, if one is."""
+        soonest: float | None = None
+        for index in range(len(self.queues)):
             try:
-                if config.leased and time.monotonic() >= next_heartbeat[index]:
-                    await settlement.extend_leases(index)
-                    next_heartbeat[index] = time.monotonic() + config.lease_s / 3
-                await queue.promote_due()
-                redelivered = []
-                if time.monotonic() >= requeue_from[index]:
-                    redelivered = await queue.requeue_expired()
+                next_due_at = await self._host_round(index)
             except Exception as error:
-                if not hosts.failed(index, error, context):
+                if not self.settlement.hosts.failed(index, error, self.context):
                     raise
-                next_heartbeat[index] = 0.0
-                requeue_from[index] = time.monotonic() + 2 * interval_s
+                self.next_heartbeat[index] = 0.0
+                self.next_requeue[index] = time.monotonic() + 2 * self.interval_s
                 continue
-            hosts.answered(index, context)
+            self.settlement.hosts.answered(index, self.context)
+            if next_due_at is not None and (soonest is None or next_due_at < soonest):
+                soonest = next_due_at
+        return soonest
+
+    async def _host_round(self, index: int) -> float | None:
+        queue = self.queues[index]
+        now = time.monotonic()
+        if self.config.leased and now >= self.next_heartbeat[index]:
+            await self.settlement.extend_leases(index)
+            self.next_heartbeat[index] = time.monotonic() + self.config.lease_s / 3
+        promoted = await queue.promote_due()
+        if now >= self.next_requeue[index]:
+            self.next_requeue[index] = now + self.interval_s
+            redelivered = await queue.requeue_expired()
             if redelivered:
-                settlement.redelivered([message_type(member) for member in redelivered])
-                logger.warning(
-                    "Redelivering %d message(s) on channel %r whose worker stopped holding them",
-                    len(redelivered),
-                    channel,
-                )
-        await asyncio.sleep(interval_s)
+                self._redelivered(redelivered)
+        return promoted.next_due_at
+
+    def _redelivered(self, members: list[bytes]) -> None:
+        self.settlement.redelivered([self.message_type(member) for member in members])
+        logger.warning(
+            "Redelivering %d message(s) on channel %r whose worker stopped holding them",
+            len(members),
+            self.channel,
+        )

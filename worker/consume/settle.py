@@ -77,6 +77,8 @@ class Settlement:
         self._acks: dict[int, list[bytes]] = defaultdict(list)
         self._retried_acks: dict[int, list[bytes]] = defaultdict(list)
         self._ack_ready = asyncio.Event()
+        #: Set when this worker schedules a retry, so the maintenance promotes it on time.
+        self.retry_scheduled = asyncio.Event()
 
     def hold(self, delivery: Delivery) -> None:
         if self.config.leased:
@@ -252,6 +254,7 @@ class Settlement:
                 ),
             )
             self.release(delivery)
+            self.retry_scheduled.set()
             self.stats.retried += 1
             self.metrics.retried(self.channel, delivery.label)
             logger.warning(

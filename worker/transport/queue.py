@@ -40,6 +40,15 @@ class Popped:
     priority: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    """What one promotion of due retries and deferred sends did, and when the next is due."""
+
+    count: int
+    #: When the earliest message still waiting is due (epoch seconds), None when none waits.
+    next_due_at: float | None
+
+
 class ChannelQueue:
     """One channel's keys on one layer host."""
 
@@ -130,16 +139,18 @@ class ChannelQueue:
             [member, due_at, first_attempt_at, self.lifetime_s(due_at), level],
         )
 
-    async def promote_due(self) -> int:
+    async def promote_due(self) -> Promoted:
         """Move retries whose delay has passed back to the head of their priority level."""
         keys = self.keys
-        count: Any = await scripts.run(
+        reply: Any = await scripts.run(
             self.redis,
             scripts.PROMOTE_DUE,
             [self.key, keys.delayed, keys.levels, keys.member_levels],
             [time.time(), self.expiry_s, MAINTENANCE_BATCH, keys.level_prefix],
         )
-        return int(count)
+        count, earliest = reply
+        # A Lua false comes back as None.
+        return Promoted(int(count), float(earliest) if earliest is not None else None)
 
     async def requeue_expired(self) -> list[bytes]:
         """Put back messages whose lease ran out (their worker died), counting the attempt."""
