@@ -36,14 +36,11 @@ async def maintain(
     """
     upkeep = _Upkeep(channel, config, queues, settlement, message_type)
     while True:
-        # Cleared before the round reads the next due time: a retry scheduled after that read
-        # wakes the wait below.
-        settlement.retry_scheduled.clear()
+        # Forgotten before the round reads the next due time; one scheduled after that read is
+        # noted again and waited for below.
+        settlement.retry_due_at = None
         next_due_at = await upkeep.round()
-        delay_s = upkeep.interval_s
-        if next_due_at is not None:
-            delay_s = min(delay_s, max(0.0, next_due_at - time.time()))
-        await wait_set(settlement.retry_scheduled, delay_s)
+        await upkeep.wait(next_due_at)
 
 
 class _Upkeep:
@@ -70,6 +67,32 @@ class _Upkeep:
         self.next_heartbeat = [0.0] * len(queues)
         self.next_requeue = [0.0] * len(queues)
 
+    async def wait(self, next_due_at: float | None) -> None:
+        """Until the next round is needed: a retry or deferred send due, a heartbeat or a
+        requeue to make, or an interval gone by. A retry this worker schedules meanwhile only
+        moves the wake-up, with no round before it is due."""
+        round_by = time.monotonic() + self.interval_s
+        scheduled = self.settlement.retry_scheduled
+        while True:
+            scheduled.clear()
+            delay_s = self._delay_s(round_by, next_due_at)
+            if delay_s <= 0:
+                return
+            await wait_set(scheduled, delay_s)
+            if not scheduled.is_set():
+                return
+
+    def _delay_s(self, round_by: float, next_due_at: float | None) -> float:
+        now = time.monotonic()
+        times = [round_by, *self.next_requeue]
+        if self.config.leased:
+            times += self.next_heartbeat
+        delay_s = min(times) - now
+        for due_at in (next_due_at, self.settlement.retry_due_at):
+            if due_at is not None:
+                delay_s = min(delay_s, due_at - time.time())
+        return max(0.0, delay_s)
+
     async def round(self) -> float | None:
         """Heartbeat, promote and requeue on each host where it is time; when the earliest
         retry or deferred send still waiting is due, if one is."""
@@ -80,7 +103,8 @@ class _Upkeep:
             except Exception as error:
                 if not self.settlement.hosts.failed(index, error, self.context):
                     raise
-                self.next_heartbeat[index] = 0.0
+                # Tried again next round, the heartbeat first.
+                self.next_heartbeat[index] = time.monotonic() + self.interval_s
                 self.next_requeue[index] = time.monotonic() + 2 * self.interval_s
                 continue
             self.settlement.hosts.answered(index, self.context)

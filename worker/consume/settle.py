@@ -77,7 +77,9 @@ class Settlement:
         self._acks: dict[int, list[bytes]] = defaultdict(list)
         self._retried_acks: dict[int, list[bytes]] = defaultdict(list)
         self._ack_ready = asyncio.Event()
-        #: Set when this worker schedules a retry, so the maintenance promotes it on time.
+        #: When the earliest retry this worker scheduled since the last maintenance round is
+        #: due, and an event set with each, so the maintenance promotes them on time.
+        self.retry_due_at: float | None = None
         self.retry_scheduled = asyncio.Event()
 
     def hold(self, delivery: Delivery) -> None:
@@ -205,6 +207,11 @@ class Settlement:
                 self.held[index].difference_update(members)
         return done
 
+    def _retry_due(self, due_at: float) -> None:
+        if self.retry_due_at is None or due_at < self.retry_due_at:
+            self.retry_due_at = due_at
+        self.retry_scheduled.set()
+
     def unacknowledged(self) -> int:
         """Finished messages whose acknowledgement Redis has not taken yet."""
         return sum(len(members) for members in self._acks.values())
@@ -243,18 +250,19 @@ class Settlement:
             if delay_s is None:
                 delay_s = retry_delay_s(self.config, attempt)
             queue = self.queues[delivery.host_index]
+            due_at = time.time() + delay_s
             # Held (so leased) until the retry is scheduled, however long Redis refuses it.
             await self.persist(
                 delivery.host_index,
                 lambda: queue.schedule_retry(
                     delivery.popped.member,
-                    time.time() + delay_s,
+                    due_at,
                     delivery.first_attempt_at,
                     delivery.popped.priority,
                 ),
             )
             self.release(delivery)
-            self.retry_scheduled.set()
+            self._retry_due(due_at)
             self.stats.retried += 1
             self.metrics.retried(self.channel, delivery.label)
             logger.warning(

@@ -149,8 +149,9 @@ class ChannelQueue:
             [time.time(), self.expiry_s, MAINTENANCE_BATCH, keys.level_prefix],
         )
         count, earliest = reply
-        # A Lua false comes back as None.
-        return Promoted(int(count), float(earliest) if earliest is not None else None)
+        # A Lua false comes back as None (or False, were the script to speak RESP3).
+        next_due_at = None if earliest is None or earliest is False else float(earliest)
+        return Promoted(int(count), next_due_at)
 
     async def requeue_expired(self) -> list[bytes]:
         """Put back messages whose lease ran out (their worker died), counting the attempt."""
