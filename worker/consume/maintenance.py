@@ -10,31 +10,23 @@ from worker.constants import MAINTENANCE_INTERVAL_S
 from worker.consume.listener import wait_set
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
-    from worker.config import ChannelConfig
     from worker.consume.settle import Settlement
-    from worker.transport.queue import ChannelQueue
 
 logger = logging.getLogger(__name__)
 
 
-async def maintain(
-    channel: str,
-    config: ChannelConfig,
-    queues: Sequence[ChannelQueue],
-    settlement: Settlement,
-    message_type: Callable[[bytes], str],
-) -> None:
-    """Run until cancelled.
+async def maintain(settlement: Settlement, message_type: Callable[[bytes], str]) -> None:
+    """Keep up the channel of ``settlement`` on each of its hosts until cancelled.
 
     Heartbeats extend this worker's leases every third of ``lease_s``, so only a worker that
     stopped (or blocked its event loop for a whole lease) loses them. Any live worker puts
     expired leases and due retries back on the channel, whatever its own delivery mode. Due
-    retries and deferred sends are promoted when the earliest of them is due, or when this
-    worker schedules a retry, and at least every interval for those other workers schedule.
+    retries and deferred sends are promoted when the earliest of them is due, and at least
+    every interval for those that other workers schedule.
     """
-    upkeep = _Upkeep(channel, config, queues, settlement, message_type)
+    upkeep = _Upkeep(settlement, message_type)
     while True:
         # Forgotten before the round reads the next due time; one scheduled after that read is
         # noted again and waited for below.
@@ -46,26 +38,19 @@ async def maintain(
 class _Upkeep:
     """One channel's upkeep on each of its layer hosts, a round at a time."""
 
-    def __init__(
-        self,
-        channel: str,
-        config: ChannelConfig,
-        queues: Sequence[ChannelQueue],
-        settlement: Settlement,
-        message_type: Callable[[bytes], str],
-    ) -> None:
-        self.channel = channel
-        self.config = config
-        self.queues = queues
+    def __init__(self, settlement: Settlement, message_type: Callable[[bytes], str]) -> None:
+        self.channel = settlement.channel
+        self.config = settlement.config
+        self.queues = settlement.queues
         self.settlement = settlement
         self.message_type = message_type
-        self.interval_s = min(MAINTENANCE_INTERVAL_S, config.lease_s / 3)
-        self.context = f"channel {channel!r}"
+        self.interval_s = min(MAINTENANCE_INTERVAL_S, self.config.lease_s / 3)
+        self.context = f"channel {self.channel!r}"
         # Per host. After an outage every live worker's leases there may have run out: each
         # heartbeats first thing once the host answers again, and none requeues expired leases
         # until two intervals later, by when the live ones have been extended.
-        self.next_heartbeat = [0.0] * len(queues)
-        self.next_requeue = [0.0] * len(queues)
+        self.next_heartbeat = [0.0] * len(self.queues)
+        self.next_requeue = [0.0] * len(self.queues)
 
     async def wait(self, next_due_at: float | None) -> None:
         """Until the next round is needed: a retry or deferred send due, a heartbeat or a

@@ -345,9 +345,7 @@ class Worker:
             asyncio.create_task(
                 supervise(
                     f"Maintenance of channel {channel!r}",
-                    functools.partial(
-                        maintain, channel, config, queues, settlement, self.message_type
-                    ),
+                    functools.partial(maintain, settlement, self.message_type),
                     self.stats,
                 ),
                 name=f"maintenance {channel}",
