@@ -63,10 +63,10 @@ def find_settings_file(settings_module: str | None, search_path: Iterable[str]) 
     """
     if not settings_module:
         return None
-    locations = list(search_path)
+    locations: list[str] | None = list(search_path)
     origin = None
     for part in settings_module.split("."):
-        if origin is not None and not origin.endswith("__init__.py"):
+        if locations is None:
             return None  # A module where a package is needed.
         # Asked by its last name alone, as the finder of each directory matches it: a dotted
         # name would make the finder look its parent up in sys.modules, where it is not.
@@ -75,11 +75,13 @@ def find_settings_file(settings_module: str | None, search_path: Iterable[str]) 
             return None
         origin = spec.origin
         if origin is None:
-            # A namespace package: every directory of that name along the path.
+            # A namespace package, whose own path would be recomputed from sys.path: every
+            # directory of that name along the search path.
             locations = [str(Path(entry) / part) for entry in locations]
             locations = [entry for entry in locations if Path(entry).is_dir()]
         else:
-            locations = [str(Path(origin).parent)]
+            paths = spec.submodule_search_locations
+            locations = list(paths) if paths is not None else None
     return str(Path(origin).resolve()) if origin and Path(origin).is_file() else None
 
 
